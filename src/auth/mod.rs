@@ -1,0 +1,12 @@
+//! Who is asking: users (a JWT signed by the site's backend), publishers (a shared key) and
+//! browsers (their `Origin`).
+
+mod jwt;
+mod origin;
+mod publisher;
+mod token;
+
+pub use jwt::{mint, now_secs, AuthError, Claims, Identity, Verifier};
+pub use origin::{host_of, origin_allowed, origin_matches};
+pub use publisher::PublisherKeys;
+pub use token::{token_from_request, url_query_value};

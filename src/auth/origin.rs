@@ -1,0 +1,70 @@
+//! Browser origins. A browser sends `Origin` on every WebSocket handshake and cross-origin
+//! request; checking it stops another site from using a visitor's cookie to read their inbox.
+//!
+//! `allowed_origins` empty means same-origin only (the `Origin`'s host equals `Host`), `*` means
+//! any origin. Requests without `Origin` (backends, CLI tools) are not browsers and pass.
+
+use actix_web::http::header;
+use actix_web::HttpRequest;
+
+/// Whether the request's `Origin` (if any) may use this server.
+pub fn origin_allowed(allowed: &[String], req: &HttpRequest) -> bool {
+    match req.headers().get(header::ORIGIN) {
+        None => true,
+        Some(origin) => origin_matches(
+            allowed,
+            origin.to_str().unwrap_or(""),
+            host_of(req.headers()),
+        ),
+    }
+}
+
+/// The request's `Host` header.
+pub fn host_of(headers: &header::HeaderMap) -> Option<&str> {
+    headers.get(header::HOST).and_then(|h| h.to_str().ok())
+}
+
+/// Whether a browser `origin` is allowed, given the request's `host`.
+pub fn origin_matches(allowed: &[String], origin: &str, host: Option<&str>) -> bool {
+    if allowed.is_empty() {
+        let origin_host = origin.split_once("://").map(|(_, h)| h);
+        return matches!((origin_host, host), (Some(o), Some(h)) if !h.is_empty() && o.eq_ignore_ascii_case(h));
+    }
+    allowed
+        .iter()
+        .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn same_origin_by_default() {
+        let req = TestRequest::default()
+            .insert_header((header::HOST, "example.com"))
+            .insert_header((header::ORIGIN, "https://example.com"))
+            .to_http_request();
+        assert!(origin_allowed(&[], &req));
+        let req = TestRequest::default()
+            .insert_header((header::HOST, "example.com"))
+            .insert_header((header::ORIGIN, "https://evil.test"))
+            .to_http_request();
+        assert!(!origin_allowed(&[], &req));
+    }
+
+    #[test]
+    fn listed_origins_and_wildcard() {
+        let req = TestRequest::default()
+            .insert_header((header::ORIGIN, "https://blog.example"))
+            .to_http_request();
+        assert!(origin_allowed(&["https://blog.example/".into()], &req));
+        assert!(!origin_allowed(&["https://other.example".into()], &req));
+        assert!(origin_allowed(&["*".into()], &req));
+        assert!(origin_allowed(
+            &[],
+            &TestRequest::default().to_http_request()
+        ));
+    }
+}

@@ -1,0 +1,80 @@
+//! Where a user's token travels: `Authorization: Bearer`, then the `token` query parameter
+//! (WebSocket handshakes only: browsers cannot set headers there), then the configured cookie.
+
+use actix_web::http::header;
+use actix_web::HttpRequest;
+
+/// The token the request carries, if any. An `Authorization` header that is not a bearer
+/// token is treated as no token from that source.
+pub fn token_from_request(
+    req: &HttpRequest,
+    cookie_name: &str,
+    query_allowed: bool,
+) -> Option<String> {
+    if let Some(token) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        return Some(token.to_string());
+    }
+    if query_allowed {
+        let token = url_query_value(req.query_string(), "token");
+        if token.is_some() {
+            return token;
+        }
+    }
+    req.cookie(cookie_name)
+        .map(|c| c.value().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// The first value of `name` in a URL query string, percent-decoded.
+pub fn url_query_value(query: &str, name: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::cookie::Cookie;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn header_then_query_then_cookie() {
+        let req = TestRequest::with_uri("/inform?token=q")
+            .insert_header((header::AUTHORIZATION, "Bearer h"))
+            .cookie(Cookie::new("informd_token", "c"))
+            .to_http_request();
+        assert_eq!(
+            token_from_request(&req, "informd_token", true).as_deref(),
+            Some("h")
+        );
+        let req = TestRequest::with_uri("/inform?since=3&token=q%2Bx")
+            .cookie(Cookie::new("informd_token", "c"))
+            .to_http_request();
+        assert_eq!(
+            token_from_request(&req, "informd_token", true).as_deref(),
+            Some("q+x")
+        );
+        let req = TestRequest::with_uri("/inform")
+            .cookie(Cookie::new("informd_token", "c"))
+            .to_http_request();
+        assert_eq!(
+            token_from_request(&req, "informd_token", true).as_deref(),
+            Some("c")
+        );
+        assert_eq!(
+            token_from_request(&TestRequest::default().to_http_request(), "x", true),
+            None
+        );
+    }
+}

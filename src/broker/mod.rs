@@ -1,0 +1,107 @@
+//! Cross-node fan-out. The store commits on one node; the broker carries what changed to the
+//! hub of every node, so that each live session, wherever it is connected, receives it once.
+//!
+//! [`Fanout`] sits between the two: it receives committed [`Change`]s from the store, turns each
+//! into a ready-to-send frame (serialised once, here, on the committing node) and gives the
+//! resulting [`Delivery`]s to the [`Broker`]. The memory broker hands them straight to the
+//! local hub; a Redis broker (many nodes) publishes them to every node's hub.
+
+mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytestring::ByteString;
+
+use crate::hub::Hub;
+use crate::protocol;
+use crate::store::{Change, CommitListener};
+
+pub use memory::MemoryBroker;
+
+/// A frame addressed to the sessions of one user or of one topic.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// To every session of `user`. `seq` is the notification's seq; `None` for a badge update.
+    User {
+        user: Arc<str>,
+        seq: Option<i64>,
+        frame: ByteString,
+    },
+    /// To every session subscribed to `topic` (every session, for `global`).
+    Topic {
+        topic: Arc<str>,
+        seq: i64,
+        frame: ByteString,
+    },
+}
+
+impl Delivery {
+    /// Builds the delivery for a committed change; the frame is serialised here, once.
+    pub fn from_change(change: &Change) -> Delivery {
+        match change {
+            Change::Notified {
+                user,
+                notification,
+                unread,
+            } => Delivery::User {
+                user: Arc::from(user.as_str()),
+                seq: Some(notification.seq),
+                frame: protocol::notification(notification, *unread),
+            },
+            Change::Unread { user, unread } => Delivery::User {
+                user: Arc::from(user.as_str()),
+                seq: None,
+                frame: protocol::unread(*unread),
+            },
+            Change::Broadcast(broadcast) => Delivery::Topic {
+                topic: Arc::from(broadcast.topic.as_str()),
+                seq: broadcast.seq,
+                frame: protocol::broadcast(broadcast),
+            },
+        }
+    }
+}
+
+/// Why the broker is not usable.
+#[derive(Debug, thiserror::Error)]
+#[error("broker: {0}")]
+pub struct BrokerError(pub String);
+
+/// Carries deliveries to the hubs of all nodes. Implementations must keep the order of
+/// deliveries from one node, and must not block the caller (the store's writer).
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Sends the deliveries to every node's hub (including this node's).
+    fn publish(&self, deliveries: Vec<Delivery>);
+    /// Whether the broker is reachable (for `/readyz`).
+    async fn ping(&self) -> Result<(), BrokerError>;
+}
+
+/// The store's [`CommitListener`]: turns committed changes into deliveries for the broker.
+pub struct Fanout {
+    broker: Arc<dyn Broker>,
+}
+
+impl Fanout {
+    pub fn new(broker: Arc<dyn Broker>) -> Fanout {
+        Fanout { broker }
+    }
+}
+
+impl CommitListener for Fanout {
+    fn committed(&self, changes: Vec<Change>) {
+        let deliveries = changes.iter().map(Delivery::from_change).collect();
+        self.broker.publish(deliveries);
+    }
+}
+
+/// Opens the broker named by `broker` (`memory` or `redis://…`) over the local hub.
+pub fn open(broker: &str, hub: Hub) -> Result<Arc<dyn Broker>, BrokerError> {
+    match broker {
+        "memory" => Ok(Arc::new(MemoryBroker::new(hub))),
+        other => Err(BrokerError(format!(
+            "broker {other:?} is not supported yet; use \"memory\""
+        ))),
+    }
+}

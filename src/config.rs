@@ -1,0 +1,355 @@
+//! Configuration: one plain struct, layered from built-in defaults, an optional TOML file,
+//! `INFORMD_*` environment variables and CLI flags (later layers win).
+//!
+//! The struct is passed to [`crate::startup::Application`] explicitly, never stored in a global,
+//! so tests can run many differently configured servers in one process. Secrets are wrapped in
+//! [`SecretString`] so that a `{:?}` of the config can never print them.
+
+use std::path::{Path, PathBuf};
+
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The development JWT secret used when none is configured. Anyone can mint tokens with it.
+pub const DEV_JWT_SECRET: &str = "informd-development-secret-do-not-use-in-production";
+/// The development publisher key used when none is configured.
+pub const DEV_PUBLISH_KEY: &str = "informd-dev-publish-key";
+
+/// Every key the configuration accepts, shared by the TOML file and the environment.
+/// Kept as a list so that unknown `INFORMD_*` variables are ignored rather than fatal.
+pub const KEYS: &[&str] = &[
+    "listen",
+    "database",
+    "broker",
+    "jwt_secret",
+    "jwt_algorithm",
+    "jwt_public_key_file",
+    "jwt_audience",
+    "jwt_issuer",
+    "publish_keys",
+    "allowed_origins",
+    "allow_anonymous",
+    "cookie_name",
+    "heartbeat_secs",
+    "max_frame_bytes",
+    "inbound_rate",
+    "outbound_queue",
+    "max_sessions_per_user",
+    "topic_prefixes",
+    "topic_history_max",
+    "topic_history_days",
+    "retention_days",
+    "shutdown_grace_secs",
+    "publish_rate",
+    "max_publish_bytes",
+    "idempotency_ttl_secs",
+    "replay_max",
+    "workers",
+    "hub_shards",
+    "demo",
+];
+
+/// Everything informd can be told. Field docs are the config reference in README.md.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP and WebSocket server binds, `host:port`.
+    pub listen: String,
+    /// `sqlite://path` (or a bare file path) or `postgres://…`.
+    pub database: String,
+    /// `memory` (single node) or `redis://…` (many nodes).
+    pub broker: String,
+    /// HS256 shared secret; `None` means the development secret (with a loud warning).
+    #[serde(serialize_with = "serialize_secret")]
+    pub jwt_secret: Option<SecretString>,
+    /// `HS256` (default), `RS256`, `ES256` or `EdDSA`.
+    pub jwt_algorithm: String,
+    /// PEM public key for the asymmetric algorithms.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Required `aud` claim, when set.
+    pub jwt_audience: Option<String>,
+    /// Required `iss` claim, when set.
+    pub jwt_issuer: Option<String>,
+    /// Keys backend services present to `POST /publish`; empty means the development key.
+    #[serde(deserialize_with = "list", serialize_with = "serialize_secrets")]
+    pub publish_keys: Vec<SecretString>,
+    /// Browser origins allowed to connect and call the REST API. Empty: same origin only;
+    /// `*`: any origin.
+    #[serde(deserialize_with = "list")]
+    pub allowed_origins: Vec<String>,
+    /// Whether a handshake without a token gets an anonymous, broadcast-only session.
+    pub allow_anonymous: bool,
+    /// Cookie that may carry the user's JWT.
+    pub cookie_name: String,
+    /// Seconds between server pings; a session silent for two intervals is closed.
+    pub heartbeat_secs: u64,
+    /// Largest inbound WebSocket frame, bytes (larger: close 1009).
+    pub max_frame_bytes: usize,
+    /// Inbound frames per second a session may send (burst: twice that).
+    pub inbound_rate: u32,
+    /// Frames queued for one session before it is closed with 1013.
+    pub outbound_queue: usize,
+    /// Live sessions one user may hold at once on one node.
+    pub max_sessions_per_user: usize,
+    /// Topic prefixes anyone may subscribe to (`global` always).
+    #[serde(deserialize_with = "list")]
+    pub topic_prefixes: Vec<String>,
+    /// Broadcasts kept per topic for replay.
+    pub topic_history_max: u64,
+    /// Days a broadcast is kept for replay.
+    pub topic_history_days: u64,
+    /// Days a notification is kept before it is pruned.
+    pub retention_days: u64,
+    /// Seconds a shutdown may take before in-flight work is abandoned.
+    pub shutdown_grace_secs: u64,
+    /// Publish requests per second per key (burst: twice that); 0 disables the limit.
+    pub publish_rate: u32,
+    /// Largest `POST /publish` body, bytes (larger: 413).
+    pub max_publish_bytes: usize,
+    /// Seconds an `Idempotency-Key` is remembered.
+    pub idempotency_ttl_secs: u64,
+    /// Most events replayed for one `since`; older ones are reported as `complete:false`.
+    pub replay_max: u64,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Hub shards (threads holding sessions); 0 means one per core.
+    pub hub_shards: usize,
+    /// Serve the demo page at `/`.
+    pub demo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            database: "sqlite://informd.db".into(),
+            broker: "memory".into(),
+            jwt_secret: None,
+            jwt_algorithm: "HS256".into(),
+            jwt_public_key_file: None,
+            jwt_audience: None,
+            jwt_issuer: None,
+            publish_keys: Vec::new(),
+            allowed_origins: Vec::new(),
+            allow_anonymous: true,
+            cookie_name: "informd_token".into(),
+            heartbeat_secs: 25,
+            max_frame_bytes: 16 * 1024,
+            inbound_rate: 20,
+            outbound_queue: 512,
+            max_sessions_per_user: 16,
+            topic_prefixes: vec!["article:".into()],
+            topic_history_max: 1000,
+            topic_history_days: 7,
+            retention_days: 90,
+            shutdown_grace_secs: 10,
+            publish_rate: 0,
+            max_publish_bytes: 1024 * 1024,
+            idempotency_ttl_secs: 24 * 3600,
+            replay_max: 1000,
+            workers: 0,
+            hub_shards: 0,
+            demo: true,
+        }
+    }
+}
+
+/// A configuration that could not be loaded or makes no sense; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then `INFORMD_*` variables, then `overrides`
+    /// (CLI flags, as a partial TOML-like map).
+    pub fn load(file: Option<&Path>, overrides: &[(&str, String)]) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("INFORMD_").only(KEYS));
+        for (key, value) in overrides {
+            figment = figment.merge(Serialized::default(key, value));
+        }
+        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects values that would only fail later, with the key's name in the message.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("heartbeat_secs", self.heartbeat_secs as usize),
+            ("max_frame_bytes", self.max_frame_bytes),
+            ("inbound_rate", self.inbound_rate as usize),
+            ("outbound_queue", self.outbound_queue),
+            ("max_sessions_per_user", self.max_sessions_per_user),
+            ("topic_history_max", self.topic_history_max as usize),
+            ("max_publish_bytes", self.max_publish_bytes),
+            ("replay_max", self.replay_max as usize),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError(format!("{key} must be greater than 0")));
+            }
+        }
+        match self.jwt_algorithm.as_str() {
+            "HS256" => {}
+            "RS256" | "ES256" | "EdDSA" => {
+                if self.jwt_public_key_file.is_none() {
+                    return Err(ConfigError(format!(
+                        "jwt_algorithm {} needs jwt_public_key_file",
+                        self.jwt_algorithm
+                    )));
+                }
+            }
+            other => {
+                return Err(ConfigError(format!(
+                    "jwt_algorithm {other:?} is not one of HS256, RS256, ES256, EdDSA"
+                )))
+            }
+        }
+        if self.broker != "memory" && !self.broker.starts_with("redis://") {
+            return Err(ConfigError(format!(
+                "broker {:?} is neither \"memory\" nor a redis:// URL",
+                self.broker
+            )));
+        }
+        Ok(())
+    }
+
+    /// The HS256 secret in force: the configured one, or the development one.
+    pub fn jwt_secret(&self) -> &str {
+        self.jwt_secret
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .unwrap_or(DEV_JWT_SECRET)
+    }
+
+    /// The publisher keys in force: the configured ones, or the development one.
+    pub fn publish_keys(&self) -> Vec<String> {
+        if self.publish_keys.is_empty() {
+            vec![DEV_PUBLISH_KEY.to_string()]
+        } else {
+            self.publish_keys
+                .iter()
+                .map(|k| k.expose_secret().to_string())
+                .collect()
+        }
+    }
+
+    /// What is insecure about this configuration, one warning a line (empty when none).
+    pub fn development_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.jwt_algorithm == "HS256" && self.jwt_secret.is_none() {
+            warnings.push(
+                "no jwt_secret configured: using the DEVELOPMENT secret; anyone can mint user \
+                 tokens. Set INFORMD_JWT_SECRET before exposing this server."
+                    .to_string(),
+            );
+        }
+        if self.publish_keys.is_empty() {
+            warnings.push(format!(
+                "no publish_keys configured: using the DEVELOPMENT key {DEV_PUBLISH_KEY:?}; anyone \
+                 can publish. Set INFORMD_PUBLISH_KEYS before exposing this server."
+            ));
+        }
+        warnings
+    }
+
+    /// Seconds a session may be silent before it is closed: two missed heartbeats.
+    pub fn idle_timeout_secs(&self) -> u64 {
+        self.heartbeat_secs.saturating_mul(2)
+    }
+}
+
+/// Accepts a list either as a TOML array or as one comma-separated string (the environment).
+fn list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<String>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(items.into_iter().map(T::from).collect())
+}
+
+fn serialize_secret<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(s) => serializer.serialize_some(s.expose_secret()),
+        None => serializer.serialize_none(),
+    }
+}
+
+fn serialize_secrets<S: serde::Serializer>(
+    secrets: &[SecretString],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(secrets.iter().map(|s| s.expose_secret()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_warn_about_development_secrets() {
+        let config = Config::default();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.development_warnings().len(), 2);
+        assert_eq!(config.publish_keys(), vec![DEV_PUBLISH_KEY.to_string()]);
+    }
+
+    #[test]
+    fn lists_come_from_comma_separated_strings() {
+        let config = Config::load(
+            None,
+            &[
+                ("publish_keys", "a, b,,c".into()),
+                ("allowed_origins", "https://x.example".into()),
+            ],
+        )
+        .expect("valid config");
+        assert_eq!(config.publish_keys(), vec!["a", "b", "c"]);
+        assert_eq!(config.allowed_origins, vec!["https://x.example"]);
+        assert!(config.development_warnings().len() == 1);
+    }
+
+    #[test]
+    fn asymmetric_algorithms_need_a_key_file() {
+        let err = Config::load(None, &[("jwt_algorithm", "RS256".into())]).unwrap_err();
+        assert!(err.to_string().contains("jwt_public_key_file"));
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let config = Config::load(None, &[("jwt_secret", "hunter2-secret".into())]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,33 @@
+//! `GET /healthz` (the process answers) and `GET /readyz` (its database and broker answer).
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::state::AppState;
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = state.store.ping().await;
+    let broker = state.broker.ping().await;
+    if let Err(e) = &database {
+        log::warn!("readyz: database: {e}");
+    }
+    if let Err(e) = &broker {
+        log::warn!("readyz: {e}");
+    }
+    let ready = database.is_ok() && broker.is_ok() && !state.is_shutting_down();
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "database": word(database.is_ok()),
+        "broker": word(broker.is_ok()),
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

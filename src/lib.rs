@@ -1,0 +1,32 @@
+//! informd: a notification push service.
+//!
+//! Browsers hold a WebSocket to `/inform`; backend services `POST /publish` likes, replies,
+//! follows and announcements; informd stores each notification, keeps the unread count, and
+//! pushes the event and the new badge to every tab of the user, or to everyone.
+//!
+//! Where things live, following a publish from the HTTP request to the browser:
+//! - [`http`]: routes. `POST /publish` → [`publish`] (checks key, body, idempotency) →
+//!   [`store`] (one transaction; SQLite behind the [`store::Store`] trait) → after commit, the
+//!   store's listener, [`broker::Fanout`], serialises one frame per event → [`broker`] (memory,
+//!   or across nodes) → [`hub`] (sharded actors that own the session table) → each session's
+//!   bounded queue → [`session`] (one loop per socket) → the browser.
+//! - [`protocol`]: the frames and close codes; [`model`]: events and validation;
+//!   [`auth`]: user tokens, publisher keys, origins; [`config`]: settings;
+//!   [`error`]: the HTTP error type; [`startup`]: wiring, serving, graceful shutdown;
+//!   [`retention`]: pruning; [`cli`]: the `informd` command.
+
+pub mod auth;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod model;
+pub mod protocol;
+pub mod publish;
+pub mod retention;
+pub mod session;
+pub mod startup;
+pub mod state;
+pub mod store;

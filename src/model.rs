@@ -1,0 +1,332 @@
+//! The domain: what a publisher sends ([`EventInput`]), what the store keeps
+//! ([`Notification`], [`Broadcast`]), and the rules for user ids, kinds and topic names.
+//!
+//! Validation lives here so that `POST /publish`, the WebSocket frames and the CLI agree on
+//! what a valid id, kind or topic is, and every rejection names the offending field.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// The topic every session is subscribed to.
+pub const GLOBAL_TOPIC: &str = "global";
+/// Longest user id (the JWT `sub`), bytes.
+pub const MAX_USER_ID_BYTES: usize = 128;
+/// Longest topic name, bytes.
+pub const MAX_TOPIC_BYTES: usize = 128;
+/// Most events in one `POST /publish` batch.
+pub const MAX_BATCH: usize = 1000;
+/// Most recipients of one notification event.
+pub const MAX_RECIPIENTS: usize = 1000;
+
+/// An event as a publisher sent it, validated.
+#[derive(Debug, Clone)]
+pub enum EventInput {
+    /// A notification for one or more users.
+    Notification(NotificationInput),
+    /// A broadcast to everyone subscribed to a topic.
+    Broadcast(BroadcastInput),
+}
+
+/// A notification before it is stored; `to` holds distinct, valid user ids.
+#[derive(Debug, Clone)]
+pub struct NotificationInput {
+    pub to: Vec<String>,
+    pub kind: String,
+    pub actor: Option<Box<RawValue>>,
+    pub subject: Option<Box<RawValue>>,
+    pub data: Option<Box<RawValue>>,
+}
+
+/// A broadcast before it is stored.
+#[derive(Debug, Clone)]
+pub struct BroadcastInput {
+    pub topic: String,
+    pub data: Option<Box<RawValue>>,
+}
+
+/// A stored notification, exactly as clients see it in frames and the REST API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    pub id: i64,
+    pub seq: i64,
+    pub kind: String,
+    pub actor: Option<Box<RawValue>>,
+    pub subject: Option<Box<RawValue>>,
+    pub data: Option<Box<RawValue>>,
+    /// RFC 3339, UTC, milliseconds.
+    pub created_at: String,
+    pub read: bool,
+}
+
+/// A stored broadcast.
+#[derive(Debug, Clone)]
+pub struct Broadcast {
+    pub id: i64,
+    pub topic: String,
+    pub seq: i64,
+    pub data: Option<Box<RawValue>>,
+    pub created_at: String,
+}
+
+/// A field that failed validation: `field` is a path such as `[3].to[0]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Formats milliseconds since the epoch as the RFC 3339 string the API uses.
+pub fn rfc3339_millis(unix_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(unix_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Checks a user id (a JWT `sub` or a `to` entry).
+pub fn check_user_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if id.len() > MAX_USER_ID_BYTES {
+        return Err(format!("must be at most {MAX_USER_ID_BYTES} bytes"));
+    }
+    if id.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Checks a notification kind: `[a-z0-9_.-]{1,64}`.
+pub fn check_kind(kind: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&kind.len())
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err("must match [a-z0-9_.-]{1,64}".into())
+    }
+}
+
+/// Checks a topic name: `[A-Za-z0-9_.:-]{1,128}`.
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    let ok = (1..=MAX_TOPIC_BYTES).contains(&topic.len())
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("must match [A-Za-z0-9_.:-]{{1,{MAX_TOPIC_BYTES}}}"))
+    }
+}
+
+/// Parses a `POST /publish` body (one event or an array of them) into validated events.
+/// Any invalid event rejects the whole body.
+pub fn parse_events(body: &Value) -> Result<Vec<EventInput>, FieldError> {
+    match body {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(FieldError::new("body", "the batch is empty"));
+            }
+            if items.len() > MAX_BATCH {
+                return Err(FieldError::new(
+                    "body",
+                    format!("a batch holds at most {MAX_BATCH} events"),
+                ));
+            }
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| parse_event(item, &format!("[{i}].")))
+                .collect()
+        }
+        other => Ok(vec![parse_event(other, "")?]),
+    }
+}
+
+fn parse_event(value: &Value, path: &str) -> Result<EventInput, FieldError> {
+    let field = |name: &str| format!("{path}{name}");
+    let Value::Object(object) = value else {
+        let name = if path.is_empty() {
+            "body"
+        } else {
+            path.trim_end_matches('.')
+        };
+        return Err(FieldError::new(name, "an event must be a JSON object"));
+    };
+    let known = ["to", "kind", "actor", "subject", "data", "topic"];
+    if let Some(unknown) = object.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(FieldError::new(field(unknown), "unknown field"));
+    }
+    let data = optional_object(object, "data", &field("data"))?;
+    match (object.get("to"), object.get("topic")) {
+        (Some(_), Some(_)) => Err(FieldError::new(
+            field("topic"),
+            "an event has either `to` (a notification) or `topic` (a broadcast), not both",
+        )),
+        (None, None) => Err(FieldError::new(
+            field("to"),
+            "missing: a notification needs `to`, a broadcast needs `topic`",
+        )),
+        (None, Some(topic)) => {
+            for name in ["kind", "actor", "subject"] {
+                if object.contains_key(name) {
+                    return Err(FieldError::new(field(name), "not allowed on a broadcast"));
+                }
+            }
+            let topic = topic
+                .as_str()
+                .ok_or_else(|| FieldError::new(field("topic"), "must be a string"))?;
+            check_topic(topic).map_err(|m| FieldError::new(field("topic"), m))?;
+            Ok(EventInput::Broadcast(BroadcastInput {
+                topic: topic.to_string(),
+                data,
+            }))
+        }
+        (Some(to), None) => {
+            let to = parse_recipients(to, &field("to"))?;
+            let kind = object
+                .get("kind")
+                .ok_or_else(|| FieldError::new(field("kind"), "missing"))?
+                .as_str()
+                .ok_or_else(|| FieldError::new(field("kind"), "must be a string"))?;
+            check_kind(kind).map_err(|m| FieldError::new(field("kind"), m))?;
+            Ok(EventInput::Notification(NotificationInput {
+                to,
+                kind: kind.to_string(),
+                actor: optional_object(object, "actor", &field("actor"))?,
+                subject: optional_object(object, "subject", &field("subject"))?,
+                data,
+            }))
+        }
+    }
+}
+
+fn parse_recipients(to: &Value, field: &str) -> Result<Vec<String>, FieldError> {
+    let raw: Vec<(String, &Value)> = match to {
+        Value::String(_) => vec![(field.to_string(), to)],
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{field}[{i}]"), v))
+            .collect(),
+        _ => {
+            return Err(FieldError::new(
+                field,
+                "must be a user id or an array of user ids",
+            ))
+        }
+    };
+    if raw.is_empty() {
+        return Err(FieldError::new(field, "must name at least one user"));
+    }
+    if raw.len() > MAX_RECIPIENTS {
+        return Err(FieldError::new(
+            field,
+            format!("at most {MAX_RECIPIENTS} recipients per event"),
+        ));
+    }
+    let mut users: Vec<String> = Vec::with_capacity(raw.len());
+    for (path, value) in raw {
+        let id = value
+            .as_str()
+            .ok_or_else(|| FieldError::new(&path, "must be a string"))?;
+        check_user_id(id).map_err(|m| FieldError::new(&path, m))?;
+        if !users.iter().any(|u| u == id) {
+            users.push(id.to_string());
+        }
+    }
+    Ok(users)
+}
+
+fn optional_object(
+    object: &Map<String, Value>,
+    name: &str,
+    field: &str,
+) -> Result<Option<Box<RawValue>>, FieldError> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value @ Value::Object(_)) => serde_json::value::to_raw_value(value)
+            .map(Some)
+            .map_err(|e| FieldError::new(field, e.to_string())),
+        Some(_) => Err(FieldError::new(field, "must be a JSON object")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_single_notification_with_a_string_recipient() {
+        let events = parse_events(&json!({"to": "42", "kind": "like", "actor": {"id": "7"}}))
+            .expect("valid");
+        let [EventInput::Notification(n)] = events.as_slice() else {
+            panic!("expected one notification");
+        };
+        assert_eq!(n.to, vec!["42"]);
+        assert_eq!(n.actor.as_ref().map(|a| a.get()), Some(r#"{"id":"7"}"#));
+    }
+
+    #[test]
+    fn recipients_are_deduplicated() {
+        let events = parse_events(&json!({"to": ["1", "2", "1"], "kind": "x"})).expect("valid");
+        let EventInput::Notification(n) = &events[0] else {
+            panic!()
+        };
+        assert_eq!(n.to, vec!["1", "2"]);
+    }
+
+    #[test]
+    fn errors_name_the_field_inside_a_batch() {
+        let body = json!([
+            {"topic": "global", "data": {}},
+            {"to": ["1", 5], "kind": "like"}
+        ]);
+        let err = parse_events(&body).unwrap_err();
+        assert_eq!(err.field, "[1].to[1]");
+        let err = parse_events(&json!({"to": "1", "kind": "Bad Kind"})).unwrap_err();
+        assert_eq!(err.field, "kind");
+        let err = parse_events(&json!({"topic": "a b"})).unwrap_err();
+        assert_eq!(err.field, "topic");
+        let err = parse_events(&json!({"to": "1", "kind": "x", "data": [1]})).unwrap_err();
+        assert_eq!(err.field, "data");
+        let err = parse_events(&json!({"to": "1", "kind": "x", "colour": 1})).unwrap_err();
+        assert_eq!(err.field, "colour");
+        let err = parse_events(&json!([])).unwrap_err();
+        assert_eq!(err.field, "body");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_kind("mention.v2").is_ok());
+        assert!(check_kind("").is_err());
+        assert!(check_topic("article:42").is_ok());
+        assert!(check_topic("article 42").is_err());
+        assert!(check_user_id(&"x".repeat(129)).is_err());
+        assert!(check_user_id("\u{7}").is_err());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_millis() {
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,218 @@
+//! Publishing: from an authorised `POST /publish` body to committed events and the answer.
+//!
+//! Order of checks: key, rate limit, body, idempotency, then one store transaction for the
+//! whole batch (so a bad event rejects everything and nothing is half-published). Live delivery
+//! happens through the store's commit listener, not here.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::auth::PublisherKeys;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::hub::Presence;
+use crate::model::{now_millis, parse_events, EventInput};
+use crate::store::{IdempotencyRecord, PublishOutcome, PublishRequest, Store, StoreError};
+
+/// Longest `Idempotency-Key`, bytes.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The `200` body of `POST /publish`.
+#[derive(Debug, Serialize)]
+pub struct PublishResponse {
+    pub ids: Vec<i64>,
+    pub recipients: usize,
+    pub online_sessions: usize,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+impl PublishResponse {
+    fn new(outcome: PublishOutcome, duplicate: bool) -> PublishResponse {
+        PublishResponse {
+            ids: outcome.ids,
+            recipients: outcome.recipients,
+            online_sessions: outcome.online_sessions,
+            duplicate,
+        }
+    }
+}
+
+/// Checks publishers and turns their bodies into stored events.
+pub struct Publisher {
+    store: Arc<dyn Store>,
+    keys: PublisherKeys,
+    limiter: Option<DefaultKeyedRateLimiter<usize>>,
+    /// Idempotency keys being processed on this node (409 for a concurrent repeat).
+    in_flight: Mutex<HashSet<String>>,
+    topic_history_max: u64,
+    idempotency_ttl_ms: i64,
+}
+
+/// Removes an idempotency key from the in-flight set on every exit path.
+struct InFlight<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    key: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.lock() {
+            set.remove(&self.key);
+        }
+    }
+}
+
+impl Publisher {
+    pub fn new(config: &Config, store: Arc<dyn Store>) -> Publisher {
+        let limiter = NonZeroU32::new(config.publish_rate).map(|rate| {
+            let burst = rate.saturating_mul(NonZeroU32::MIN.saturating_add(1));
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        Publisher {
+            store,
+            keys: PublisherKeys::new(&config.publish_keys()),
+            limiter,
+            in_flight: Mutex::new(HashSet::new()),
+            topic_history_max: config.topic_history_max,
+            idempotency_ttl_ms: (config.idempotency_ttl_secs as i64).saturating_mul(1000),
+        }
+    }
+
+    /// Checks the `Authorization` header and the key's rate limit.
+    pub fn authorize(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        let presented = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::Unauthorized("Authorization: Bearer <publisher key> is required".into())
+            })?;
+        let index = self
+            .keys
+            .check(presented)
+            .ok_or_else(|| ApiError::Unauthorized("the publisher key is not valid".into()))?;
+        if let Some(limiter) = &self.limiter {
+            if let Err(not_until) = limiter.check_key(&index) {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                return Err(ApiError::RateLimited {
+                    retry_after: wait.as_secs() + 1,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates and stores the body; answers after the commit.
+    pub async fn publish(
+        &self,
+        body: &[u8],
+        idempotency_key: Option<&str>,
+        presence: &Presence,
+    ) -> Result<PublishResponse, ApiError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        let events = parse_events(&value).map_err(|e| ApiError::InvalidField {
+            field: e.field,
+            message: e.message,
+        })?;
+        let online_sessions = online_sessions(&events, presence);
+        let Some(key) = idempotency_key else {
+            let outcome = self.store(events, None, online_sessions).await?;
+            return Ok(PublishResponse::new(outcome, false));
+        };
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
+            return Err(ApiError::InvalidField {
+                field: "Idempotency-Key".into(),
+                message: format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"),
+            });
+        }
+        let body_hash = Sha256::digest(body).to_vec();
+        if let Some(answer) = self.remembered(key, &body_hash).await? {
+            return Ok(answer);
+        }
+        let _guard = self.enter(key)?;
+        // A request with this key may have finished between the look-up and the guard.
+        if let Some(answer) = self.remembered(key, &body_hash).await? {
+            return Ok(answer);
+        }
+        let record = IdempotencyRecord {
+            key: key.to_string(),
+            body_hash: body_hash.clone(),
+            expires_at: now_millis().saturating_add(self.idempotency_ttl_ms),
+        };
+        match self.store(events, Some(record), online_sessions).await {
+            Ok(outcome) => Ok(PublishResponse::new(outcome, false)),
+            // Another node committed the same key first.
+            Err(ApiError::IdempotencyInFlight) => self
+                .remembered(key, &body_hash)
+                .await?
+                .ok_or(ApiError::IdempotencyInFlight),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn store(
+        &self,
+        events: Vec<EventInput>,
+        idempotency: Option<IdempotencyRecord>,
+        online_sessions: usize,
+    ) -> Result<PublishOutcome, ApiError> {
+        let request = PublishRequest {
+            events,
+            idempotency,
+            online_sessions,
+            topic_history_max: self.topic_history_max,
+        };
+        match self.store.publish(request).await {
+            Ok(outcome) => Ok(outcome),
+            Err(StoreError::IdempotencyConflict) => Err(ApiError::IdempotencyInFlight),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The remembered answer for `key`: the same one for the same body, 422 for another body.
+    async fn remembered(
+        &self,
+        key: &str,
+        body_hash: &[u8],
+    ) -> Result<Option<PublishResponse>, ApiError> {
+        match self.store.idempotency(key).await? {
+            Some(stored) if stored.body_hash == body_hash => {
+                Ok(Some(PublishResponse::new(stored.outcome, true)))
+            }
+            Some(_) => Err(ApiError::IdempotencyMismatch),
+            None => Ok(None),
+        }
+    }
+
+    fn enter(&self, key: &str) -> Result<InFlight<'_>, ApiError> {
+        let mut set = self
+            .in_flight
+            .lock()
+            .map_err(|_| ApiError::Unavailable("idempotency table poisoned".into()))?;
+        if !set.insert(key.to_string()) {
+            return Err(ApiError::IdempotencyInFlight);
+        }
+        Ok(InFlight {
+            set: &self.in_flight,
+            key: key.to_string(),
+        })
+    }
+}
+
+/// Live sessions on this node the events will reach.
+fn online_sessions(events: &[EventInput], presence: &Presence) -> usize {
+    events
+        .iter()
+        .map(|event| match event {
+            EventInput::Notification(n) => n.to.iter().map(|u| presence.user_sessions(u)).sum(),
+            EventInput::Broadcast(b) => presence.topic_sessions(&b.topic),
+        })
+        .sum()
+}

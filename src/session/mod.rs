@@ -1,0 +1,542 @@
+//! One WebSocket session: a single async loop per socket (the actix-ws way) that `select!`s
+//! over the hub's queue for this session, the client's frames, the heartbeat, the token's
+//! expiry and the hub's kick signal, then closes with a code that says what to do next.
+//!
+//! Ordering and resume: every stream the session receives (the user's notifications and each
+//! topic) carries a gapless `seq`. The session remembers the last seq it sent per stream and
+//! drops anything at or below it, which makes "register with the hub, then replay from the
+//! database, then go live" free of gaps and duplicates however the two overlap. A seq that
+//! jumps ahead (possible only when several nodes publish) is filled from the database first.
+
+mod streams;
+
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError};
+use bytestring::ByteString;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::mpsc;
+use tokio::time::{interval, sleep_until, Interval, Sleep};
+
+use crate::auth::{now_secs, Identity};
+use crate::hub::{Outbound, SessionId, SessionSignal};
+use crate::model::{check_topic, Notification, GLOBAL_TOPIC};
+use crate::protocol::{self, close, ClientFrame};
+use crate::state::AppState;
+use crate::store::{ReadSelector, Replay};
+use streams::{Position, Topics};
+
+/// How long a close frame may wait for room in a stuck client's send buffer.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// Bad frames in a row tolerated before the session is closed with 1008.
+const MAX_STRIKES: u32 = 10;
+/// Topics one session may hold besides `global`.
+const MAX_TOPICS: usize = 64;
+/// Most ids in one `read` frame.
+const MAX_READ_IDS: usize = 1000;
+
+/// Everything a session needs to start; built by the `/inform` handshake.
+pub struct SessionStart {
+    pub id: SessionId,
+    pub identity: Option<Identity>,
+    pub since: Option<i64>,
+    pub queue: mpsc::Receiver<Outbound>,
+    pub signal: Arc<SessionSignal>,
+}
+
+/// Why the loop ends.
+enum Exit {
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+    /// The client is gone (closed, or the connection broke); nothing more to send.
+    Gone,
+}
+
+/// The state of one live session.
+struct Session {
+    state: AppState,
+    id: SessionId,
+    identity: Option<Identity>,
+    ws: actix_ws::Session,
+    signal: Arc<SessionSignal>,
+    /// Last notification seq sent to the client.
+    user_position: Position,
+    topics: Topics,
+    last_heard: Instant,
+    strikes: u32,
+    limiter: DefaultDirectRateLimiter,
+}
+
+/// Runs the session to its end and unregisters it from the hub, whatever the exit path.
+pub async fn run(
+    state: AppState,
+    ws: actix_ws::Session,
+    stream: MessageStream,
+    start: SessionStart,
+) {
+    let user = start.identity.as_ref().map(|i| i.user.clone());
+    let hub = state.hub.clone();
+    let id = start.id;
+    let rate = NonZeroU32::new(state.config.inbound_rate).unwrap_or(NonZeroU32::MIN);
+    let mut session = Session {
+        state,
+        id,
+        identity: start.identity,
+        ws,
+        signal: start.signal,
+        user_position: Position::default(),
+        topics: Topics::default(),
+        last_heard: Instant::now(),
+        strikes: 0,
+        limiter: RateLimiter::direct(
+            Quota::per_second(rate)
+                .allow_burst(rate.saturating_mul(NonZeroU32::MIN.saturating_add(1))),
+        ),
+    };
+    let exit = match session.open(start.since).await {
+        Ok(()) => session.serve(stream, start.queue).await,
+        Err(exit) => exit,
+    };
+    hub.unregister(id, user.as_deref());
+    session.finish(exit).await;
+}
+
+impl Session {
+    fn user(&self) -> Option<&str> {
+        self.identity.as_ref().map(|i| i.user.as_str())
+    }
+
+    /// Sends `welcome`, then replays the user's stream from `since` when asked.
+    async fn open(&mut self, since: Option<i64>) -> Result<(), Exit> {
+        let user_state = match self.user() {
+            Some(user) => self.state.store.user_state(user).await.map_err(|e| {
+                log::error!("session {}: cannot read user state: {e}", self.id);
+                Exit::Close(close::TRY_AGAIN_LATER, "storage unavailable")
+            })?,
+            None => Default::default(),
+        };
+        let welcome = protocol::welcome(
+            self.user(),
+            user_state.unread,
+            user_state.seq,
+            self.state.config.heartbeat_secs,
+        );
+        self.write(welcome).await?;
+        self.user_position = Position::at(user_state.seq);
+        if let (Some(since), Some(_)) = (since, self.user()) {
+            self.replay_user(since, user_state.unread, true).await?;
+        }
+        Ok(())
+    }
+
+    /// The main loop.
+    async fn serve(
+        &mut self,
+        mut stream: MessageStream,
+        mut queue: mpsc::Receiver<Outbound>,
+    ) -> Exit {
+        let heartbeat = Duration::from_secs(self.state.config.heartbeat_secs);
+        let mut ticks: Interval = interval(heartbeat);
+        ticks.reset();
+        let mut expiry: Pin<Box<Sleep>> = Box::pin(sleep_until(self.expiry_instant()));
+        let signal = self.signal.clone();
+        loop {
+            let result = tokio::select! {
+                biased;
+                code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
+                item = queue.recv() => match item {
+                    Some(item) => self.outbound(item).await,
+                    None => Err(Exit::Close(close::TRY_AGAIN_LATER, "dropped by the hub")),
+                },
+                frame = stream.recv() => self.inbound(frame, &mut expiry).await,
+                _ = ticks.tick() => self.heartbeat(heartbeat).await,
+                _ = &mut expiry, if self.identity.is_some() => {
+                    Err(Exit::Close(close::TOKEN_EXPIRED, "token expired"))
+                }
+            };
+            if let Err(exit) = result {
+                return exit;
+            }
+        }
+    }
+
+    fn expiry_instant(&self) -> tokio::time::Instant {
+        let remaining = self
+            .identity
+            .as_ref()
+            .map(|i| i.expires_at.saturating_sub(now_secs()))
+            .unwrap_or(u64::from(u32::MAX));
+        tokio::time::Instant::now() + Duration::from_secs(remaining)
+    }
+
+    /// Writes one frame, giving up if the hub kicks the session meanwhile (a client that does
+    /// not read would otherwise hold this loop forever).
+    async fn write(&mut self, frame: ByteString) -> Result<(), Exit> {
+        let Session { ws, signal, .. } = self;
+        tokio::select! {
+            biased;
+            code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
+            sent = ws.text(frame) => sent.map_err(|_| Exit::Gone),
+        }
+    }
+
+    async fn error(&mut self, code: &str, message: &str) -> Result<(), Exit> {
+        self.strikes += 1;
+        if self.strikes > MAX_STRIKES {
+            return Err(Exit::Close(close::POLICY, "too many bad frames"));
+        }
+        self.write(protocol::error(code, message)).await
+    }
+
+    /// A frame from the hub: sent unless the client already has it.
+    async fn outbound(&mut self, item: Outbound) -> Result<(), Exit> {
+        match item {
+            Outbound::User { seq: None, frame } => self.write(frame).await,
+            Outbound::User {
+                seq: Some(seq),
+                frame,
+            } => {
+                if self.user_position.is_behind(seq) {
+                    // Something before `seq` has not arrived (another node's publish is still
+                    // on its way): send what the database has first, then this if still new.
+                    let unread = self.current_unread().await?;
+                    self.replay_user(self.user_position.last(), unread, false)
+                        .await?;
+                }
+                if self.user_position.advance(seq) {
+                    self.write(frame).await?;
+                }
+                Ok(())
+            }
+            Outbound::Topic { topic, seq, frame } => {
+                let Some(position) = self.topics.position(&topic) else {
+                    return Ok(()); // unsubscribed while the frame was queued
+                };
+                if position.is_behind(seq) {
+                    let after = position.last();
+                    self.replay_topic(&topic, after, false).await?;
+                }
+                let advanced = self
+                    .topics
+                    .position_mut(&topic)
+                    .map(|p| p.advance(seq))
+                    .unwrap_or(false);
+                if advanced {
+                    self.write(frame).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn current_unread(&self) -> Result<i64, Exit> {
+        match self.user() {
+            Some(user) => self
+                .state
+                .store
+                .user_state(user)
+                .await
+                .map(|s| s.unread)
+                .map_err(|_| Exit::Close(close::TRY_AGAIN_LATER, "storage unavailable")),
+            None => Ok(0),
+        }
+    }
+
+    /// Sends the user's notifications after `since` that the client has not had, then (when
+    /// `announce`) a `resumed` frame.
+    async fn replay_user(&mut self, since: i64, unread: i64, announce: bool) -> Result<(), Exit> {
+        let Some(user) = self.user().map(str::to_string) else {
+            return Ok(());
+        };
+        let replay: Replay<Notification> = self
+            .state
+            .store
+            .notifications_after(&user, since, self.state.config.replay_max)
+            .await
+            .map_err(|e| {
+                log::error!("session {}: replay failed: {e}", self.id);
+                Exit::Close(close::TRY_AGAIN_LATER, "storage unavailable")
+            })?;
+        if announce {
+            // The client's position is whatever it says; frames follow from there.
+            self.user_position = Position::at(since);
+        }
+        let mut replayed = 0;
+        for notification in &replay.items {
+            if self.user_position.advance(notification.seq) {
+                self.write(protocol::notification(notification, unread))
+                    .await?;
+                replayed += 1;
+            }
+        }
+        self.user_position = Position::at(replay.latest);
+        if announce {
+            self.write(protocol::resumed("user", replayed, replay.complete))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the topic's broadcasts after `since` that the client has not had, then (when
+    /// `announce`) a `resumed` frame.
+    async fn replay_topic(&mut self, topic: &str, since: i64, announce: bool) -> Result<(), Exit> {
+        let replay = self
+            .state
+            .store
+            .broadcasts_after(topic, since, self.state.config.replay_max)
+            .await
+            .map_err(|e| {
+                log::error!("session {}: topic replay failed: {e}", self.id);
+                Exit::Close(close::TRY_AGAIN_LATER, "storage unavailable")
+            })?;
+        if announce {
+            if let Some(position) = self.topics.position_mut(topic) {
+                *position = Position::at(since);
+            }
+        }
+        let mut replayed = 0;
+        for broadcast in &replay.items {
+            let fresh = self
+                .topics
+                .position_mut(topic)
+                .map(|p| p.advance(broadcast.seq))
+                .unwrap_or(false);
+            if fresh {
+                self.write(protocol::broadcast(broadcast)).await?;
+                replayed += 1;
+            }
+        }
+        if let Some(position) = self.topics.position_mut(topic) {
+            *position = Position::at(replay.latest);
+        }
+        if announce {
+            let stream = format!("topic:{topic}");
+            self.write(protocol::resumed(&stream, replayed, replay.complete))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A frame (or an error) from the client.
+    async fn inbound(
+        &mut self,
+        frame: Option<Result<Message, ProtocolError>>,
+        expiry: &mut Pin<Box<Sleep>>,
+    ) -> Result<(), Exit> {
+        self.last_heard = Instant::now();
+        let message = match frame {
+            None => return Err(Exit::Gone),
+            Some(Err(ProtocolError::Overflow)) => {
+                return Err(Exit::Close(close::TOO_BIG, "frame too big"))
+            }
+            Some(Err(e)) => {
+                log::debug!("session {}: protocol error: {e}", self.id);
+                return Err(Exit::Close(1002, "protocol error"));
+            }
+            Some(Ok(message)) => message,
+        };
+        match message {
+            Message::Text(text) => {
+                if self.limiter.check().is_err() {
+                    return self
+                        .error("rate_limited", "too many frames; slow down")
+                        .await;
+                }
+                match ClientFrame::parse(&text) {
+                    Ok(frame) => self.client_frame(frame, expiry).await,
+                    Err(e) => self.error(e.code, &e.message).await,
+                }
+            }
+            Message::Binary(_) => {
+                self.error("unsupported_frame", "frames are JSON text")
+                    .await
+            }
+            Message::Ping(bytes) => self.ws.pong(&bytes).await.map_err(|_| Exit::Gone),
+            Message::Pong(_) | Message::Nop => Ok(()),
+            Message::Continuation(_) => {
+                self.error("unsupported_frame", "fragmented frames are not supported")
+                    .await
+            }
+            Message::Close(_) => Err(Exit::Close(1000, "bye")),
+        }
+    }
+
+    async fn client_frame(
+        &mut self,
+        frame: ClientFrame,
+        expiry: &mut Pin<Box<Sleep>>,
+    ) -> Result<(), Exit> {
+        match frame {
+            ClientFrame::Ping => {
+                self.strikes = 0;
+                self.write(protocol::pong()).await
+            }
+            ClientFrame::Read { ids, up_to, all } => self.read(ids, up_to, all).await,
+            ClientFrame::Subscribe { topic, since } => self.subscribe(topic, since).await,
+            ClientFrame::Unsubscribe { topic } => self.unsubscribe(topic).await,
+            ClientFrame::Refresh { token } => self.refresh(&token, expiry).await,
+        }
+    }
+
+    async fn read(
+        &mut self,
+        ids: Option<Vec<i64>>,
+        up_to: Option<i64>,
+        all: Option<bool>,
+    ) -> Result<(), Exit> {
+        let Some(user) = self.user().map(str::to_string) else {
+            return self
+                .error("anonymous", "an anonymous session has no notifications")
+                .await;
+        };
+        let selector = match (ids, up_to, all) {
+            (Some(ids), None, None) if ids.len() <= MAX_READ_IDS => ReadSelector::Ids(ids),
+            (Some(_), None, None) => {
+                let message = format!("at most {MAX_READ_IDS} ids per read");
+                return self.error("bad_frame", &message).await;
+            }
+            (None, Some(seq), None) => ReadSelector::UpTo(seq),
+            (None, None, Some(true)) => ReadSelector::All,
+            _ => {
+                return self
+                    .error("bad_frame", "read takes one of ids, up_to or all:true")
+                    .await
+            }
+        };
+        self.strikes = 0;
+        // The new count reaches every session of the user (this one too) through the hub.
+        match self.state.store.mark_read(&user, selector).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                log::error!("session {}: mark read failed: {e}", self.id);
+                self.error("unavailable", "could not mark read; try again")
+                    .await
+            }
+        }
+    }
+
+    fn may_subscribe(&self, topic: &str) -> bool {
+        topic == GLOBAL_TOPIC
+            || self
+                .state
+                .config
+                .topic_prefixes
+                .iter()
+                .any(|p| topic.starts_with(p.as_str()))
+            || self
+                .identity
+                .as_ref()
+                .is_some_and(|i| i.may_subscribe(topic))
+    }
+
+    async fn subscribe(&mut self, topic: String, since: Option<i64>) -> Result<(), Exit> {
+        if let Err(m) = check_topic(&topic) {
+            return self.error("bad_topic", &format!("topic {m}")).await;
+        }
+        if !self.may_subscribe(&topic) {
+            return self
+                .error(
+                    "forbidden_topic",
+                    "this session may not subscribe to that topic",
+                )
+                .await;
+        }
+        let topic: Arc<str> = Arc::from(topic);
+        if !self.topics.contains(&topic) {
+            if self.topics.len() >= MAX_TOPICS {
+                let message = format!("at most {MAX_TOPICS} topics per session");
+                return self.error("too_many_topics", &message).await;
+            }
+            self.topics.add(topic.clone());
+            // Deliveries are queued from here on; the replay below fills in what came before.
+            self.state
+                .hub
+                .subscribe(self.id, self.user(), topic.clone())
+                .await;
+        }
+        self.strikes = 0;
+        match since {
+            Some(since) => self.replay_topic(&topic, since, true).await,
+            None => {
+                let latest = self.state.store.topic_seq(&topic).await.map_err(|e| {
+                    log::error!("session {}: topic seq failed: {e}", self.id);
+                    Exit::Close(close::TRY_AGAIN_LATER, "storage unavailable")
+                })?;
+                if let Some(position) = self.topics.position_mut(&topic) {
+                    *position = Position::at(latest);
+                }
+                self.write(protocol::subscribed(&topic, latest)).await
+            }
+        }
+    }
+
+    async fn unsubscribe(&mut self, topic: String) -> Result<(), Exit> {
+        if topic == GLOBAL_TOPIC {
+            return self
+                .error("bad_topic", "every session receives global")
+                .await;
+        }
+        let topic: Arc<str> = Arc::from(topic);
+        if self.topics.remove(&topic) {
+            self.state
+                .hub
+                .unsubscribe(self.id, self.user(), topic.clone());
+        }
+        self.strikes = 0;
+        self.write(protocol::unsubscribed(&topic)).await
+    }
+
+    async fn refresh(&mut self, token: &str, expiry: &mut Pin<Box<Sleep>>) -> Result<(), Exit> {
+        let Some(current) = &self.identity else {
+            return self
+                .error("anonymous", "reconnect with a token to become a user")
+                .await;
+        };
+        match self.state.verifier.verify(token) {
+            Ok(identity) if identity.user == current.user => {
+                self.identity = Some(identity);
+                expiry.as_mut().reset(self.expiry_instant());
+                self.strikes = 0;
+                Ok(())
+            }
+            Ok(_) => Err(Exit::Close(close::POLICY, "token is for another user")),
+            Err(e) => self.error("invalid_token", &e.to_string()).await,
+        }
+    }
+
+    async fn heartbeat(&mut self, heartbeat: Duration) -> Result<(), Exit> {
+        if self.last_heard.elapsed() > heartbeat * 2 {
+            return Err(Exit::Close(close::IDLE, "no answer to pings"));
+        }
+        let Session { ws, signal, .. } = self;
+        tokio::select! {
+            biased;
+            code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
+            sent = ws.ping(b"") => sent.map_err(|_| Exit::Gone),
+        }
+    }
+
+    /// Sends the close frame (if the client is still there), waiting at most [`CLOSE_WAIT`].
+    async fn finish(self, exit: Exit) {
+        let Exit::Close(code, reason) = exit else {
+            return;
+        };
+        log::debug!("session {} closing with {code}: {reason}", self.id);
+        let close = self.ws.close(Some(CloseReason {
+            code: CloseCode::from(code),
+            description: Some(reason.to_string()),
+        }));
+        let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
+    }
+}
+
+fn kick_reason(code: u16) -> &'static str {
+    match code {
+        close::GOING_AWAY => "server shutting down",
+        close::TRY_AGAIN_LATER => "too slow: resume with since",
+        _ => "closed by the server",
+    }
+}

@@ -1,0 +1,191 @@
+//! Building and running the server: wire config → hub → broker → store → HTTP, bind, serve,
+//! and shut down gracefully.
+//!
+//! Tests build an [`Application`] on port 0 and read [`Application::port`]; the binary does the
+//! same on the configured address. Shutdown (a signal, or [`Stopper::stop`]) follows the spec:
+//! stop accepting, refuse new publishes, close every session with 1001, let in-flight requests
+//! finish within `shutdown_grace_secs`, return.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::Logger;
+use actix_web::{web, App, HttpServer};
+use tokio::sync::Notify;
+
+use crate::auth::Verifier;
+use crate::broker::{self, Fanout};
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::protocol::close;
+use crate::publish::Publisher;
+use crate::state::AppState;
+use crate::{http, retention, store};
+
+/// A built, bound server that has not started serving yet.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+    stopper: Stopper,
+}
+
+/// Asks a running [`Application`] to shut down, from any thread.
+#[derive(Clone, Default)]
+pub struct Stopper(Arc<Notify>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// The number of threads to use when the config says 0.
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Raises the open-file soft limit to the hard limit: every session is a socket.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => log::info!(
+            "open-file limit {limit}: room for about {} sessions",
+            limit.saturating_sub(100)
+        ),
+        Err(e) => log::warn!("could not raise the open-file limit: {e}"),
+    }
+}
+
+impl Application {
+    /// Builds every part and binds the listener. Must run inside an actix system.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        for warning in config.development_warnings() {
+            log::warn!("!!! {warning}");
+        }
+        raise_open_file_limit();
+        let config = Arc::new(config);
+        let verifier = Verifier::from_config(&config)?;
+        let shards = match config.hub_shards {
+            0 => cores(),
+            n => n,
+        };
+        let hub = Hub::start(shards, config.max_sessions_per_user);
+        let broker = broker::open(&config.broker, hub.clone())?;
+        let store = store::open(&config.database, Arc::new(Fanout::new(broker.clone()))).await?;
+        let publisher = Publisher::new(&config, store.clone());
+        let state = AppState::new(config.clone(), store, hub, broker, verifier, publisher);
+        retention::spawn(state.store.clone(), &config);
+
+        let listener = TcpListener::bind(&config.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let port = listener.local_addr()?.port();
+        let workers = match config.workers {
+            0 => cores(),
+            n => n,
+        };
+        let data = web::Data::new(state.clone());
+        let routes_state = state.clone();
+        let server = HttpServer::new(move || {
+            let routes_state = routes_state.clone();
+            App::new()
+                .app_data(data.clone())
+                .wrap(access_log())
+                .configure(move |cfg| http::routes(cfg, &routes_state))
+        })
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_grace_secs)
+        .listen(listener)?
+        .run();
+        log::info!(
+            "informd listening on {} (database {}, broker {}, {workers} workers, {shards} hub shards)",
+            config.listen,
+            describe_database(&config.database),
+            config.broker
+        );
+        Ok(Application {
+            port,
+            server,
+            state,
+            stopper: Stopper::default(),
+        })
+    }
+
+    /// The port actually bound (useful with `listen = "127.0.0.1:0"`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle that shuts this application down.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Serves until SIGTERM, SIGINT or [`Stopper::stop`], then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let serving = actix_web::rt::spawn(self.server);
+        tokio::select! {
+            reason = termination_signal() => log::info!("{reason}: shutting down"),
+            _ = self.stopper.0.notified() => log::info!("stop requested: shutting down"),
+        }
+        self.state.begin_shutdown();
+        handle.pause().await;
+        self.state.hub.close_all(close::GOING_AWAY).await;
+        let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
+        if tokio::time::timeout(grace + Duration::from_secs(1), handle.stop(true))
+            .await
+            .is_err()
+        {
+            log::warn!("shutdown grace period over; abandoning what is left");
+        }
+        let _ = serving.await;
+        log::info!("informd stopped");
+        Ok(())
+    }
+}
+
+/// The access log: method, path without the query string (it may hold a token), status.
+fn access_log() -> Logger {
+    Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
+        .custom_request_replace("method", |req| req.method().to_string())
+}
+
+/// The database for the log, without a password.
+fn describe_database(database: &str) -> String {
+    match database.split_once('@') {
+        Some((scheme_and_user, host)) => {
+            let scheme = scheme_and_user.split("://").next().unwrap_or("");
+            format!("{scheme}://…@{host}")
+        }
+        None => database.to_string(),
+    }
+}
+
+#[cfg(unix)]
+async fn termination_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            log::error!("cannot install signal handlers");
+            std::future::pending().await
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn termination_signal() -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
+}

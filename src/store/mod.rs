@@ -1,0 +1,198 @@
+//! Durable storage of notifications, unread counts, topic history and idempotency keys.
+//!
+//! Every SQL statement lives below this module, behind the [`Store`] trait, so the rest of
+//! informd does not know whether SQLite or PostgreSQL answers. The contract every
+//! implementation keeps:
+//! - a user's notifications and a topic's broadcasts get `seq` 1, 2, 3, … with no gap, and the
+//!   unread count changes in the same transaction as the rows it counts;
+//! - [`Store::publish`] returns only after the events are committed;
+//! - after each commit the store hands what changed to its [`CommitListener`], in commit
+//!   order, before answering the caller: that is how live delivery stays in `seq` order.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::model::{Broadcast, EventInput, Notification};
+
+pub use sqlite::SqliteStore;
+
+/// Something that changed in a committed transaction and must reach live sessions.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A new notification for `user`, with the user's unread count after it.
+    Notified {
+        user: String,
+        notification: Notification,
+        unread: i64,
+    },
+    /// `user`'s unread count changed other than by a new notification.
+    Unread { user: String, unread: i64 },
+    /// A new broadcast.
+    Broadcast(Broadcast),
+}
+
+/// Receives committed changes, in commit order. Called on the store's writer: it must not
+/// block (hand the work to a queue).
+pub trait CommitListener: Send + Sync + 'static {
+    fn committed(&self, changes: Vec<Change>);
+}
+
+/// A publish to commit as one unit.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    pub events: Vec<EventInput>,
+    /// Remember the outcome under this key (in the same transaction).
+    pub idempotency: Option<IdempotencyRecord>,
+    /// Live sessions the publish reached, remembered for a repeated request.
+    pub online_sessions: usize,
+    /// Broadcasts kept per topic.
+    pub topic_history_max: u64,
+}
+
+/// An idempotency key and what identifies the request it was first used with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    pub body_hash: Vec<u8>,
+    /// Unix milliseconds after which the key may be reused.
+    pub expires_at: i64,
+}
+
+/// What a committed publish produced (also what an idempotent repeat answers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishOutcome {
+    /// One id per stored notification (per recipient) and per broadcast, in request order.
+    pub ids: Vec<i64>,
+    /// Notifications stored: the number of (event, recipient) pairs.
+    pub recipients: usize,
+    pub online_sessions: usize,
+}
+
+/// A remembered idempotent publish.
+#[derive(Debug, Clone)]
+pub struct StoredIdempotency {
+    pub body_hash: Vec<u8>,
+    pub outcome: PublishOutcome,
+}
+
+/// Which notifications a read marks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadSelector {
+    Ids(Vec<i64>),
+    UpTo(i64),
+    All,
+}
+
+/// A user's badge and stream position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserState {
+    pub unread: i64,
+    /// The latest notification seq (0 before the first).
+    pub seq: i64,
+}
+
+/// Events after a position, in order; `complete` is false when some were pruned or more were
+/// missed than one replay carries.
+#[derive(Debug, Clone)]
+pub struct Replay<T> {
+    pub items: Vec<T>,
+    pub complete: bool,
+    /// The stream's latest seq when the replay was read; the items end at or before it.
+    pub latest: i64,
+}
+
+/// What retention removes.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionPolicy {
+    /// Notifications created before this (unix ms) are deleted.
+    pub notifications_before: i64,
+    /// Broadcasts created before this (unix ms) are deleted.
+    pub broadcasts_before: i64,
+    /// Idempotency keys expiring before this (unix ms) are deleted.
+    pub idempotency_before: i64,
+}
+
+/// What one retention pass removed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PruneReport {
+    pub notifications: u64,
+    pub broadcasts: u64,
+    pub idempotency_keys: u64,
+}
+
+/// Why a store call failed. The message of `Database` is for the log only.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The idempotency key was taken by a concurrent request (on this or another node).
+    #[error("idempotency key already used")]
+    IdempotencyConflict,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+/// The storage contract. See the module documentation for the guarantees.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores the events (all or none) and returns their ids.
+    async fn publish(&self, request: PublishRequest) -> Result<PublishOutcome, StoreError>;
+    /// Marks notifications read and returns the user's new unread count.
+    async fn mark_read(&self, user: &str, selector: ReadSelector) -> Result<i64, StoreError>;
+    /// The user's unread count and latest seq.
+    async fn user_state(&self, user: &str) -> Result<UserState, StoreError>;
+    /// The user's notifications with seq greater than `after`, oldest first, at most `limit`
+    /// (the newest `limit` when more were missed).
+    async fn notifications_after(
+        &self,
+        user: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<Replay<Notification>, StoreError>;
+    /// The same for a topic's broadcasts.
+    async fn broadcasts_after(
+        &self,
+        topic: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<Replay<Broadcast>, StoreError>;
+    /// The topic's latest seq (0 before the first broadcast).
+    async fn topic_seq(&self, topic: &str) -> Result<i64, StoreError>;
+    /// A page of the inbox, newest first: seq below `before`, only unread when asked.
+    async fn list_notifications(
+        &self,
+        user: &str,
+        before: Option<i64>,
+        limit: u64,
+        unread_only: bool,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// The remembered outcome of an idempotency key, unless expired.
+    async fn idempotency(&self, key: &str) -> Result<Option<StoredIdempotency>, StoreError>;
+    /// Removes what retention allows, keeping unread counts right.
+    async fn prune(&self, policy: RetentionPolicy) -> Result<PruneReport, StoreError>;
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store named by `database` (a `sqlite:` URL or a file path) and migrates it.
+pub async fn open(
+    database: &str,
+    listener: Arc<dyn CommitListener>,
+) -> Result<Arc<dyn Store>, StoreError> {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        return Err(StoreError::Database(sqlx::Error::Configuration(
+            "PostgreSQL support is not built yet; use a sqlite: database".into(),
+        )));
+    }
+    Ok(Arc::new(SqliteStore::open(database, listener).await?))
+}
+
+/// Applies the schema migrations without starting anything else (`informd migrate`).
+pub async fn migrate(database: &str) -> Result<(), StoreError> {
+    SqliteStore::migrate_only(database).await
+}

@@ -82,7 +82,8 @@ impl Application {
 
         let listener = TcpListener::bind(&config.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-        let port = listener.local_addr()?.port();
+        let address = listener.local_addr()?;
+        let port = address.port();
         let workers = match config.workers {
             0 => cores(),
             n => n,
@@ -102,8 +103,7 @@ impl Application {
         .listen(listener)?
         .run();
         log::info!(
-            "informd listening on {} (database {}, broker {}, {workers} workers, {shards} hub shards)",
-            config.listen,
+            "informd listening on {address} (database {}, broker {}, {workers} workers, {shards} hub shards)",
             describe_database(&config.database),
             config.broker
         );

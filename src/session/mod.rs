@@ -30,7 +30,7 @@ use crate::store::{ReadSelector, Replay};
 use streams::{Position, Topics};
 
 /// How long a close frame may wait for room in a stuck client's send buffer.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// Bad frames in a row tolerated before the session is closed with 1008.
 const MAX_STRIKES: u32 = 10;
 /// Topics one session may hold besides `global`.

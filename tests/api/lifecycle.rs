@@ -1,0 +1,308 @@
+//! The real `informd` binary: defaults with no config, graceful SIGTERM, the CLI, and logs
+//! that never contain a token or key.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{code, Client, JWT_SECRET, PUBLISH_KEY};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_informd");
+
+/// A running `informd serve` child process.
+struct Daemon {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+fn informd(dir: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("INFORMD_") || key == "RUST_LOG" {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+fn configured(dir: &Path) -> Command {
+    let mut command = informd(dir);
+    command
+        .env("INFORMD_DATABASE", dir.join("informd.db"))
+        .env("INFORMD_JWT_SECRET", JWT_SECRET)
+        .env("INFORMD_PUBLISH_KEYS", format!("other-key,{PUBLISH_KEY}"));
+    command
+}
+
+impl Daemon {
+    fn start(mut command: Command) -> Daemon {
+        let mut child = command
+            .arg("serve")
+            .env("INFORMD_LISTEN", "127.0.0.1:0")
+            .env("INFORMD_SHUTDOWN_GRACE_SECS", "5")
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn informd");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("informd listening on 127.0.0.1:").nth(1) {
+                    let port: u16 = rest.split(' ').next().unwrap().parse().unwrap();
+                    let _ = port_tx.send(port);
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("informd did not start: {:?}", log.lock().unwrap()));
+        Daemon { child, port, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    async fn exit_code(mut self) -> (Option<i32>, Vec<String>) {
+        let log = self.log.clone();
+        let status = tokio::task::spawn_blocking(move || self.child.wait().expect("wait"))
+            .await
+            .unwrap();
+        // Let the reader thread drain the last lines.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let lines = log.lock().unwrap().clone();
+        (status.code(), lines)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn token(sub: &str) -> String {
+    let config = crate::helpers::test_config(Path::new("unused.db"));
+    informd::auth::mint(&config, sub, 3600, vec![], None).unwrap()
+}
+
+async fn publish(http: &reqwest::Client, daemon: &Daemon, body: &Value) -> reqwest::Response {
+    http.post(daemon.url("/publish"))
+        .bearer_auth(PUBLISH_KEY)
+        .json(body)
+        .send()
+        .await
+        .expect("publish")
+}
+
+#[tokio::test]
+async fn with_no_configuration_it_runs_on_sqlite_and_warns_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(informd(dir.path()));
+    let health: Value = reqwest::get(daemon.url("/healthz")).await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    let ready = reqwest::get(daemon.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(dir.path().join("informd.db").exists());
+    // The development key works, and says so in the log.
+    let response = reqwest::Client::new()
+        .post(daemon.url("/publish"))
+        .bearer_auth(informd::config::DEV_PUBLISH_KEY)
+        .json(&json!({"to": "1", "kind": "like"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    daemon.terminate();
+    let (code, log) = daemon.exit_code().await;
+    assert_eq!(code, Some(0));
+    assert!(log.iter().any(|l| l.contains("WARN") && l.contains("DEVELOPMENT secret")));
+    assert!(log.iter().any(|l| l.contains("WARN") && l.contains("DEVELOPMENT key")));
+}
+
+#[tokio::test]
+async fn sigterm_closes_sessions_with_1001_finishes_publishes_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(configured(dir.path()));
+    let http = reqwest::Client::new();
+    let url = format!("ws://127.0.0.1:{}/inform?token={}", daemon.port, token("9"));
+    let mut client = Client::connect(&url, &[]).await.unwrap();
+    client.next_of_type("welcome").await;
+    for _ in 0..5 {
+        assert_eq!(publish(&http, &daemon, &json!({"to": "9", "kind": "like"})).await.status(), 200);
+    }
+    assert_eq!(client.notification_seqs(5).await, vec![1, 2, 3, 4, 5]);
+
+    // Publishers keep going while the signal arrives.
+    let port = daemon.port;
+    let publishers: Vec<_> = (0..4)
+        .map(|_| {
+            let http = http.clone();
+            tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                for _ in 0..200 {
+                    let sent = http
+                        .post(format!("http://127.0.0.1:{port}/publish"))
+                        .bearer_auth(PUBLISH_KEY)
+                        .json(&json!({"to": "9", "kind": "reply"}))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 200 => {
+                            let body: Value = r.json().await.unwrap();
+                            accepted.push(body["ids"][0].as_i64().unwrap());
+                        }
+                        Ok(r) => assert_eq!(r.status(), 503, "refused while stopping"),
+                        Err(_) => break, // the listener is gone
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    // Wait until publishing is under way, then signal.
+    client.next_of_type("notification").await;
+    daemon.terminate();
+    assert_eq!(client.closed().await, code(1001));
+    let (exit, _) = daemon.exit_code().await;
+    assert_eq!(exit, Some(0));
+    let mut accepted = Vec::new();
+    for p in publishers {
+        accepted.extend(p.await.unwrap());
+    }
+    assert!(!accepted.is_empty());
+
+    // Every accepted publish is in the database, and the client resumes on a new process.
+    let daemon = Daemon::start(configured(dir.path()));
+    let url = format!(
+        "ws://127.0.0.1:{}/inform?token={}&since=5",
+        daemon.port,
+        token("9")
+    );
+    let mut client = Client::connect(&url, &[]).await.unwrap();
+    let welcome = client.next_of_type("welcome").await;
+    let latest = welcome["seq"].as_i64().unwrap();
+    assert_eq!(latest, 5 + accepted.len() as i64, "accepted publishes all stored");
+    let mut ids = Vec::new();
+    for seq in 6..=latest {
+        let frame = client.next_of_type("notification").await;
+        assert_eq!(frame["notification"]["seq"], seq);
+        ids.push(frame["notification"]["id"].as_i64().unwrap());
+    }
+    accepted.sort();
+    ids.sort();
+    assert_eq!(ids, accepted);
+    assert_eq!(client.next_of_type("resumed").await["complete"], true);
+}
+
+#[tokio::test]
+async fn tokens_and_keys_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(configured(dir.path()));
+    let http = reqwest::Client::new();
+    let user_token = token("secret-user");
+    let url = format!("ws://127.0.0.1:{}/inform?token={user_token}&since=0", daemon.port);
+    let mut client = Client::connect(&url, &[]).await.unwrap();
+    client.next_of_type("welcome").await;
+    client.next_of_type("resumed").await;
+    let forged = format!("{user_token}x");
+    let url = format!("ws://127.0.0.1:{}/inform?token={forged}", daemon.port);
+    assert_eq!(Client::connect(&url, &[]).await.err().unwrap().status, 401);
+    http.get(daemon.url("/api/notifications"))
+        .bearer_auth(&user_token)
+        .send()
+        .await
+        .unwrap();
+    publish(&http, &daemon, &json!({"to": "secret-user", "kind": "like"})).await;
+    http.post(daemon.url("/publish"))
+        .bearer_auth("wrong-publisher-key-123")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    client.next_of_type("notification").await;
+    daemon.terminate();
+    let (_, log) = daemon.exit_code().await;
+    let log = log.join("\n");
+    assert!(log.contains("/inform"), "the access log is there");
+    let signature = user_token.rsplit('.').next().unwrap();
+    for secret in [signature, PUBLISH_KEY, JWT_SECRET, "wrong-publisher-key-123"] {
+        assert!(!log.contains(secret), "{secret} leaked into the log");
+    }
+}
+
+#[tokio::test]
+async fn the_cli_migrates_mints_and_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let migrate = informd(dir.path())
+        .args(["migrate", "--database"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{migrate:?}");
+    assert!(db.exists());
+
+    let minted = configured(dir.path())
+        .args(["token", "--sub", "42", "--ttl", "10m"])
+        .output()
+        .unwrap();
+    assert!(minted.status.success());
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_string();
+    let config = crate::helpers::test_config(&db);
+    let identity = informd::auth::Verifier::from_config(&config)
+        .unwrap()
+        .verify(&token)
+        .expect("minted token verifies");
+    assert_eq!(identity.user, "42");
+    assert!(identity.expires_at <= informd::auth::now_secs() + 600);
+
+    let daemon = Daemon::start(configured(dir.path()));
+    let url = format!("ws://127.0.0.1:{}/inform?token={token}", daemon.port);
+    let mut client = Client::connect(&url, &[]).await.unwrap();
+    client.next_of_type("welcome").await;
+    let base = format!("http://127.0.0.1:{}", daemon.port);
+    let published = configured(dir.path())
+        .args(["publish", "--url", &base, "--key", PUBLISH_KEY, "--to", "42", "--kind", "follow"])
+        .args(["--actor", r#"{"id":"7","name":"alice"}"#])
+        .output()
+        .unwrap();
+    assert!(published.status.success(), "{published:?}");
+    let answer: Value = serde_json::from_slice(&published.stdout).unwrap();
+    assert_eq!(answer["recipients"], 1);
+    let frame = client.next_of_type("notification").await;
+    assert_eq!(frame["notification"]["actor"]["name"], "alice");
+
+    let bad = configured(dir.path())
+        .args(["publish", "--url", &base, "--to", "42", "--data", "not json"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--data"));
+    let refused = configured(dir.path())
+        .args(["publish", "--url", &base, "--key", "bad", "--to", "42"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("unauthorized"));
+}

@@ -1,0 +1,13 @@
+//! Behaviour tests: each starts the real server on a random port with its own SQLite file and
+//! talks to it over real HTTP and WebSocket connections.
+
+mod helpers;
+
+mod auth;
+mod concurrency;
+mod inbox;
+mod lifecycle;
+mod publish;
+mod resume;
+mod slow_client;
+mod websocket;

@@ -1,0 +1,199 @@
+//! Resume with `since`: exactly what was missed, in order, then live; also while publishing
+//! goes on, across a server restart, and when history no longer reaches back.
+
+use serde_json::json;
+
+use crate::helpers::{restart, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn reconnecting_with_since_replays_exactly_what_was_missed() {
+    let app = spawn_app().await;
+    let (client, welcome) = app.connect_user("42", "").await;
+    assert_eq!(welcome["seq"], 0);
+    app.notify("42", "like").await;
+    client.close().await;
+    for _ in 0..30 {
+        app.notify("42", "reply").await;
+    }
+    let (mut client, welcome) = app.connect_user("42", "&since=1").await;
+    assert_eq!((welcome["seq"].as_i64(), welcome["unread"].as_i64()), (Some(31), Some(31)));
+    let seqs = client.notification_seqs(30).await;
+    assert_eq!(seqs, (2..=31).collect::<Vec<_>>());
+    assert_eq!(
+        client.next_of_type("resumed").await,
+        json!({"type": "resumed", "stream": "user", "replayed": 30, "complete": true})
+    );
+    app.notify("42", "follow").await;
+    let live = client.next_of_type("notification").await;
+    assert_eq!(live["notification"]["seq"], 32);
+    assert_eq!(live["unread"], 32);
+}
+
+#[tokio::test]
+async fn resume_has_no_gap_or_duplicate_while_publishing_continues() {
+    let app = spawn_app().await;
+    for _ in 0..20 {
+        app.notify("7", "like").await;
+    }
+    let total = 220;
+    let publisher = {
+        let http = app.http.clone();
+        let url = app.url("/publish");
+        tokio::spawn(async move {
+            for _ in 20..total {
+                let response = http
+                    .post(&url)
+                    .bearer_auth(crate::helpers::PUBLISH_KEY)
+                    .json(&json!({"to": "7", "kind": "like"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        })
+    };
+    // Reconnect several times while the publisher runs, each time from where we were.
+    let mut last = 10;
+    let mut received = Vec::new();
+    for round in 0..4 {
+        let (mut client, _) = app.connect_user("7", &format!("&since={last}")).await;
+        let mut resumed = false;
+        let want = if round == 3 { total } else { last + 20 };
+        while last < want {
+            let frame = client.next().await;
+            match frame["type"].as_str() {
+                Some("notification") => {
+                    let seq = frame["notification"]["seq"].as_i64().unwrap();
+                    assert_eq!(seq, last + 1, "gap or duplicate in round {round}");
+                    last = seq;
+                    received.push(seq);
+                }
+                Some("resumed") => {
+                    assert!(!resumed);
+                    resumed = true;
+                    assert_eq!(frame["complete"], true);
+                }
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+        client.close().await;
+    }
+    publisher.await.unwrap();
+    assert_eq!(received, (11..=total).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn resume_works_across_a_server_restart() {
+    let app = spawn_app().await;
+    app.notify("5", "like").await;
+    let app = restart(app).await;
+    for _ in 0..30 {
+        app.notify("5", "like").await;
+    }
+    let app = restart(app).await;
+    let (mut client, welcome) = app.connect_user("5", "&since=1").await;
+    assert_eq!(welcome["seq"], 31);
+    assert_eq!(client.notification_seqs(30).await, (2..=31).collect::<Vec<_>>());
+    assert_eq!(client.next_of_type("resumed").await["replayed"], 30);
+    // Ids stay unique across restarts.
+    let body = app.notify("5", "like").await;
+    assert_eq!(body["ids"], json!([32]));
+}
+
+#[tokio::test]
+async fn too_much_missed_replays_the_newest_and_says_incomplete() {
+    let app = spawn_app_with(|c| c.replay_max = 10).await;
+    for _ in 0..30 {
+        app.notify("1", "like").await;
+    }
+    let (mut client, _) = app.connect_user("1", "&since=0").await;
+    assert_eq!(client.notification_seqs(10).await, (21..=30).collect::<Vec<_>>());
+    let resumed = client.next_of_type("resumed").await;
+    assert_eq!((resumed["replayed"].as_i64(), resumed["complete"].as_bool()), (Some(10), Some(false)));
+    app.notify("1", "like").await;
+    assert_eq!(client.notification_seqs(1).await, vec![31]);
+}
+
+#[tokio::test]
+async fn a_client_ahead_of_the_server_is_told_to_refetch() {
+    let app = spawn_app().await;
+    app.notify("1", "like").await;
+    let (mut client, _) = app.connect_user("1", "&since=50").await;
+    let resumed = client.next_of_type("resumed").await;
+    assert_eq!((resumed["replayed"].as_i64(), resumed["complete"].as_bool()), (Some(0), Some(false)));
+    // Live delivery continues from the server's position.
+    app.notify("1", "like").await;
+    assert_eq!(client.notification_seqs(1).await, vec![2]);
+}
+
+#[tokio::test]
+async fn pruned_history_is_reported_incomplete() {
+    let app = spawn_app().await;
+    for _ in 0..5 {
+        app.notify("1", "like").await;
+    }
+    // Simulate retention having removed the two oldest.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db_path.display()))
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM notifications WHERE seq <= 2")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let (mut client, _) = app.connect_user("1", "&since=0").await;
+    assert_eq!(client.notification_seqs(3).await, vec![3, 4, 5]);
+    assert_eq!(client.next_of_type("resumed").await["complete"], false);
+}
+
+#[tokio::test]
+async fn topics_resume_with_since_on_subscribe() {
+    let app = spawn_app().await;
+    for i in 0..6 {
+        app.publish_ok(&json!({"topic": "article:1", "data": {"i": i}})).await;
+    }
+    let (mut client, _) = app.connect_user("1", "").await;
+    client
+        .send_json(&json!({"type": "subscribe", "topic": "article:1", "since": 2}))
+        .await;
+    for seq in 3..=6 {
+        let frame = client.next_of_type("broadcast").await;
+        assert_eq!((frame["topic"].as_str(), frame["seq"].as_i64()), (Some("article:1"), Some(seq)));
+    }
+    assert_eq!(
+        client.next_of_type("resumed").await,
+        json!({"type": "resumed", "stream": "topic:article:1", "replayed": 4, "complete": true})
+    );
+    app.publish_ok(&json!({"topic": "article:1", "data": {}})).await;
+    assert_eq!(client.next_of_type("broadcast").await["seq"], 7);
+    // global can be resumed the same way.
+    app.publish_ok(&json!({"topic": "global", "data": {}})).await;
+    assert_eq!(client.next_of_type("broadcast").await["topic"], "global");
+    // Asking again from 0 replays it, as asked.
+    client
+        .send_json(&json!({"type": "subscribe", "topic": "global", "since": 0}))
+        .await;
+    assert_eq!(client.next_of_type("broadcast").await["seq"], 1);
+    assert_eq!(client.next_of_type("resumed").await["replayed"], 1);
+}
+
+#[tokio::test]
+async fn a_rendered_page_connects_from_the_badge_seq_and_misses_nothing() {
+    let app = spawn_app().await;
+    app.notify("3", "like").await;
+    let badge: serde_json::Value = app
+        .get_as("3", "/api/notifications/unread")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let seq = badge["seq"].as_i64().unwrap();
+    // Published between the page render and the socket connect.
+    app.notify("3", "reply").await;
+    let (mut client, _) = app.connect_user("3", &format!("&since={seq}")).await;
+    let frame = client.next_of_type("notification").await;
+    assert_eq!(frame["notification"]["kind"], "reply");
+    assert_eq!(client.next_of_type("resumed").await["replayed"], 1);
+}

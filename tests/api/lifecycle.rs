@@ -75,11 +75,10 @@ impl Daemon {
     }
 
     fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
+        kill(pid, Signal::SIGTERM).expect("send SIGTERM");
     }
 
     /// Waits for the process to exit; returns its exit code.

@@ -27,10 +27,13 @@ async fn a_client_that_never_reads_is_closed_with_1013_and_does_not_delay_others
     let mut slow = Client { ws };
     slow.next_of_type("welcome").await;
     let (mut fast, _) = app.connect_user("fast", "").await;
+    let total = 300;
+    // The fast client reads all the time, as a browser tab does.
+    let fast_reader =
+        tokio::spawn(async move { fast.notification_seqs(total).await });
 
     // 300 notifications of ~16 KiB each to both users, in batches of 10.
     let pad = "x".repeat(16 * 1024);
-    let total = 300;
     for _ in 0..total / 10 {
         let batch: Vec<_> = (0..10)
             .map(|_| json!({"to": ["slow", "fast"], "kind": "big", "data": {"pad": pad}}))
@@ -38,7 +41,8 @@ async fn a_client_that_never_reads_is_closed_with_1013_and_does_not_delay_others
         app.publish_ok(&serde_json::Value::Array(batch)).await;
     }
     // The fast client gets every one while the slow one reads nothing.
-    assert_eq!(fast.notification_seqs(total).await, (1..=total as i64).collect::<Vec<_>>());
+    let fast_seqs = fast_reader.await.unwrap();
+    assert_eq!(fast_seqs, (1..=total as i64).collect::<Vec<_>>());
 
     // Now the slow client reads: some notifications, then the 1013 close.
     let mut last_seen = 0;

@@ -30,6 +30,7 @@ pub const KEYS: &[&str] = &[
     "jwt_public_key_file",
     "jwt_audience",
     "jwt_issuer",
+    "jwt_leeway_secs",
     "publish_keys",
     "allowed_origins",
     "allow_anonymous",
@@ -74,6 +75,8 @@ pub struct Config {
     pub jwt_audience: Option<String>,
     /// Required `iss` claim, when set.
     pub jwt_issuer: Option<String>,
+    /// Clock skew tolerated between the site's backend and informd on `exp`, `nbf` and `iat`.
+    pub jwt_leeway_secs: u64,
     /// Keys backend services present to `POST /publish`; empty means the development key.
     #[serde(deserialize_with = "list", serialize_with = "serialize_secrets")]
     pub publish_keys: Vec<SecretString>,
@@ -85,7 +88,8 @@ pub struct Config {
     pub allow_anonymous: bool,
     /// Cookie that may carry the user's JWT.
     pub cookie_name: String,
-    /// Seconds between server pings; a session silent for two intervals is closed.
+    /// Seconds between server pings; a session silent for two intervals is closed at the next
+    /// ping (so after two to three intervals).
     pub heartbeat_secs: u64,
     /// Largest inbound WebSocket frame, bytes (larger: close 1009).
     pub max_frame_bytes: usize,
@@ -133,6 +137,7 @@ impl Default for Config {
             jwt_public_key_file: None,
             jwt_audience: None,
             jwt_issuer: None,
+            jwt_leeway_secs: 30,
             publish_keys: Vec::new(),
             allowed_origins: Vec::new(),
             allow_anonymous: true,

@@ -46,6 +46,11 @@ pub enum ApiError {
     IdempotencyInFlight,
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// `/inform` was requested without a WebSocket handshake.
+    #[error("this endpoint speaks WebSocket: {0}")]
+    UpgradeRequired(String),
+    #[error("method not allowed here")]
+    MethodNotAllowed,
     /// The database (or broker) failed; the cause is logged, not shown.
     #[error("the service is temporarily unavailable")]
     Unavailable(String),
@@ -69,6 +74,8 @@ impl ApiError {
             ApiError::IdempotencyMismatch => "idempotency_key_reused",
             ApiError::IdempotencyInFlight => "idempotency_key_in_flight",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::UpgradeRequired(_) => "upgrade_required",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
         }
     }
@@ -118,6 +125,8 @@ impl ResponseError for ApiError {
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
             ApiError::ShuttingDown | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -136,6 +145,9 @@ impl ResponseError for ApiError {
         }
         if matches!(self, ApiError::Unauthorized(_) | ApiError::BadToken(_)) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if matches!(self, ApiError::UpgradeRequired(_)) {
+            response.insert_header((header::UPGRADE, "websocket"));
         }
         response.json(Body {
             error: Inner {

@@ -14,8 +14,8 @@ use crate::model::{Broadcast, Notification};
 pub mod close {
     /// The server is shutting down: reconnect (elsewhere) with `since`.
     pub const GOING_AWAY: u16 = 1001;
-    /// The client broke a rule (kept sending bad frames, too many sessions, wrong token):
-    /// do not reconnect as-is.
+    /// The client broke a rule (kept sending bad frames, refreshed with another user's
+    /// token): do not reconnect as-is.
     pub const POLICY: u16 = 1008;
     /// An inbound frame was larger than `max_frame_bytes`: do not reconnect as-is.
     pub const TOO_BIG: u16 = 1009;

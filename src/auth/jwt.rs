@@ -13,9 +13,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, ConfigError};
 use crate::model::check_user_id;
 
-/// Seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
-const LEEWAY_SECS: u64 = 30;
-
 /// The claims informd reads. `topics` lists private topics (or `prefix*` patterns) the user may
 /// subscribe to beyond the public prefixes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,18 +24,27 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<String>,
 }
 
+/// The `aud` claim: one audience or several (both are valid JWT).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
 /// A verified user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user: String,
-    /// Unix seconds when the token expires.
+    /// Unix seconds after which the session must end: `exp` plus the configured leeway, the
+    /// same instant the handshake would start refusing the token.
     pub expires_at: u64,
     pub topics: Vec<String>,
 }
@@ -82,6 +88,7 @@ pub enum AuthError {
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    leeway: u64,
 }
 
 fn algorithm(name: &str) -> Result<Algorithm, ConfigError> {
@@ -118,7 +125,7 @@ impl Verifier {
             }
         };
         let mut validation = Validation::new(alg);
-        validation.leeway = LEEWAY_SECS;
+        validation.leeway = config.jwt_leeway_secs;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         match &config.jwt_audience {
@@ -132,7 +139,11 @@ impl Verifier {
         if config.jwt_audience.is_some() {
             validation.required_spec_claims.insert("aud".into());
         }
-        Ok(Verifier { key, validation })
+        Ok(Verifier {
+            key,
+            validation,
+            leeway: config.jwt_leeway_secs,
+        })
     }
 
     /// Checks a token and returns who it is for.
@@ -159,14 +170,14 @@ impl Verifier {
             })?;
         let claims = data.claims;
         if let Some(iat) = claims.iat {
-            if iat > now_secs() + LEEWAY_SECS {
+            if iat > now_secs() + self.leeway {
                 return Err(AuthError::NotYetValid);
             }
         }
         check_user_id(&claims.sub).map_err(AuthError::BadSubject)?;
         Ok(Identity {
             user: claims.sub,
-            expires_at: claims.exp,
+            expires_at: claims.exp.saturating_add(self.leeway),
             topics: claims.topics,
         })
     }
@@ -213,7 +224,7 @@ pub fn mint(
         exp: now + ttl_secs,
         iat: Some(now),
         nbf: None,
-        aud: config.jwt_audience.clone(),
+        aud: config.jwt_audience.clone().map(Audience::One),
         iss: config.jwt_issuer.clone(),
         topics,
     };

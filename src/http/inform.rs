@@ -43,10 +43,7 @@ pub async fn handshake(
         )?),
     };
     let (response, ws, stream) =
-        actix_ws::handle(&req, body).map_err(|e| ApiError::InvalidQuery {
-            name: "upgrade",
-            message: format!("not a WebSocket handshake: {e}"),
-        })?;
+        actix_ws::handle(&req, body).map_err(|e| ApiError::UpgradeRequired(e.to_string()))?;
     let stream = stream.max_frame_size(state.config.max_frame_bytes);
     let (queue_tx, queue_rx) = mpsc::channel(state.config.outbound_queue);
     let signal = Arc::new(SessionSignal::default());

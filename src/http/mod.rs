@@ -6,9 +6,13 @@ mod inform;
 mod publish;
 
 use actix_cors::Cors;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, HttpResponse, ResponseError};
 
-use actix_web::web;
+use crate::error::ApiError;
 
 use crate::auth::{host_of, origin_allowed, origin_matches};
 use crate::state::AppState;
@@ -26,19 +30,46 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .supports_credentials()
         .max_age(3600);
-    cfg.route("/inform", web::get().to(inform::handshake))
-        .route("/inform/", web::get().to(inform::handshake))
-        .route("/publish", web::post().to(publish::publish))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
+    cfg.service(resource("/inform", web::get().to(inform::handshake)))
+        .service(resource("/inform/", web::get().to(inform::handshake)))
+        .service(resource("/publish", web::post().to(publish::publish)))
+        .service(resource("/healthz", web::get().to(health::healthz)))
+        .service(resource("/readyz", web::get().to(health::readyz)))
         .service(
             web::scope("/api/notifications")
                 .wrap(cors)
-                .route("", web::get().to(inbox::list))
-                .route("/unread", web::get().to(inbox::unread))
-                .route("/read", web::post().to(inbox::mark_read)),
+                // Outermost: a disallowed origin gets the JSON 403 before CORS sees it.
+                .wrap(from_fn(refuse_foreign_origins))
+                .service(resource("", web::get().to(inbox::list)))
+                .service(resource("/unread", web::get().to(inbox::unread)))
+                .service(resource("/read", web::post().to(inbox::mark_read))),
         )
         .default_service(web::to(|| async { crate::error::not_found() }));
+}
+
+/// A path with one route; any other method gets a JSON 405.
+fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(|| async {
+            Err::<HttpResponse, _>(ApiError::MethodNotAllowed)
+        }))
+}
+
+/// Middleware for the inbox API: browser requests from other origins end here with 403.
+async fn refuse_foreign_origins(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let allowed = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| origin_allowed(&state.config.allowed_origins, req.request()))
+        .unwrap_or(false);
+    if !allowed {
+        let response = ApiError::ForbiddenOrigin.error_response();
+        return Ok(req.into_response(response));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
 }
 
 /// Refuses browser requests from origins that are not allowed (403, JSON body).

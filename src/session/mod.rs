@@ -503,6 +503,10 @@ impl Session {
                 Ok(())
             }
             Ok(_) => Err(Exit::Close(close::POLICY, "token is for another user")),
+            Err(crate::auth::AuthError::Expired) => {
+                self.error("token_expired", "the new token has expired")
+                    .await
+            }
             Err(e) => self.error("invalid_token", &e.to_string()).await,
         }
     }

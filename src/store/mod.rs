@@ -179,20 +179,27 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Opens the store named by `database` (a `sqlite:` URL or a file path) and migrates it.
-pub async fn open(
-    database: &str,
-    listener: Arc<dyn CommitListener>,
-) -> Result<Arc<dyn Store>, StoreError> {
+/// Refuses databases this build cannot serve, with a message that says so.
+fn check_supported(database: &str) -> Result<(), StoreError> {
     if database.starts_with("postgres://") || database.starts_with("postgresql://") {
         return Err(StoreError::Database(sqlx::Error::Configuration(
             "PostgreSQL support is not built yet; use a sqlite: database".into(),
         )));
     }
+    Ok(())
+}
+
+/// Opens the store named by `database` (a `sqlite:` URL or a file path) and migrates it.
+pub async fn open(
+    database: &str,
+    listener: Arc<dyn CommitListener>,
+) -> Result<Arc<dyn Store>, StoreError> {
+    check_supported(database)?;
     Ok(Arc::new(SqliteStore::open(database, listener).await?))
 }
 
 /// Applies the schema migrations without starting anything else (`informd migrate`).
 pub async fn migrate(database: &str) -> Result<(), StoreError> {
+    check_supported(database)?;
     SqliteStore::migrate_only(database).await
 }

@@ -27,7 +27,10 @@ async fn bad_tokens_are_refused_with_401_and_never_upgraded() {
     let forged = hs256(json!({"sub": "1", "exp": now() + 600}), "not-the-secret");
     let no_exp = hs256(json!({"sub": "1"}), JWT_SECRET);
     let no_sub = hs256(json!({"exp": now() + 600}), JWT_SECRET);
-    let future_nbf = hs256(json!({"sub": "1", "exp": now() + 600, "nbf": now() + 600}), JWT_SECRET);
+    let future_nbf = hs256(
+        json!({"sub": "1", "exp": now() + 600, "nbf": now() + 600}),
+        JWT_SECRET,
+    );
     // {"alg":"none"} with valid claims and no signature.
     let none_alg = format!(
         "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
@@ -48,7 +51,11 @@ async fn bad_tokens_are_refused_with_401_and_never_upgraded() {
             .err()
             .unwrap_or_else(|| panic!("{expected} token was accepted"));
         assert_eq!(refused.status, 401);
-        assert_eq!(refused.body["error"]["code"], expected, "{:?}", refused.body);
+        assert_eq!(
+            refused.body["error"]["code"], expected,
+            "{:?}",
+            refused.body
+        );
         assert!(!refused.body["error"]["message"]
             .as_str()
             .unwrap()
@@ -82,7 +89,10 @@ async fn the_token_may_come_from_the_header_the_query_or_the_cookie() {
 #[tokio::test]
 async fn anonymous_sessions_can_be_switched_off() {
     let app = spawn_app_with(|c| c.allow_anonymous = false).await;
-    let refused = Client::connect(&app.ws_url(""), &[]).await.err().expect("refused");
+    let refused = Client::connect(&app.ws_url(""), &[])
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(refused.status, 401);
     assert_eq!(refused.body["error"]["code"], "unauthorized");
     app.connect_user("1", "").await;
@@ -106,7 +116,9 @@ async fn origins_are_checked() {
     let app = spawn_app().await;
     let url = app.ws_url("");
     let same = format!("http://127.0.0.1:{}", app.port);
-    Client::connect(&url, &[("Origin", &same)]).await.expect("same origin");
+    Client::connect(&url, &[("Origin", &same)])
+        .await
+        .expect("same origin");
     let refused = Client::connect(&url, &[("Origin", "http://127.0.0.1:1")])
         .await
         .err()
@@ -129,10 +141,20 @@ async fn audience_and_issuer_are_required_when_configured() {
         json!({"sub": "1", "exp": now() + 600, "aud": "shop", "iss": "https://blog.example"}),
         JWT_SECRET,
     );
-    let no_iss = hs256(json!({"sub": "1", "exp": now() + 600, "aud": "blog"}), JWT_SECRET);
-    Client::connect(&app.ws_url(&format!("?token={good}")), &[])
-        .await
-        .expect("good token");
+    let no_iss = hs256(
+        json!({"sub": "1", "exp": now() + 600, "aud": "blog"}),
+        JWT_SECRET,
+    );
+    // Several audiences, one of them ours: accepted.
+    let many = hs256(
+        json!({"sub": "1", "exp": now() + 600, "aud": ["shop", "blog"], "iss": "https://blog.example"}),
+        JWT_SECRET,
+    );
+    for token in [good, many] {
+        Client::connect(&app.ws_url(&format!("?token={token}")), &[])
+            .await
+            .expect("good token");
+    }
     for token in [wrong_aud, no_iss] {
         let refused = Client::connect(&app.ws_url(&format!("?token={token}")), &[])
             .await
@@ -162,9 +184,14 @@ async fn eddsa_tokens_verify_with_the_configured_public_key() {
         c.jwt_public_key_file = Some(public.clone());
     })
     .await;
-    let token =
-        informd::auth::mint(&app.config, "9", 600, vec![], Some(ED25519_PRIVATE.as_bytes()))
-            .unwrap();
+    let token = informd::auth::mint(
+        &app.config,
+        "9",
+        600,
+        vec![],
+        Some(ED25519_PRIVATE.as_bytes()),
+    )
+    .unwrap();
     let mut client = Client::connect(&app.ws_url(&format!("?token={token}")), &[])
         .await
         .expect("EdDSA token accepted");

@@ -67,9 +67,17 @@ async fn twenty_concurrent_publishers_keep_every_stream_gapless() {
     let total = (PUBLISHERS * EVENTS_EACH) as i64;
     for reader in readers {
         let (user, seqs, last_unread, origins) = reader.await.unwrap();
-        assert_eq!(seqs, (1..=total).collect::<Vec<_>>(), "{user}: seqs not 1..N in order");
+        assert_eq!(
+            seqs,
+            (1..=total).collect::<Vec<_>>(),
+            "{user}: seqs not 1..N in order"
+        );
         assert_eq!(last_unread, total, "{user}: last pushed unread");
-        assert_eq!(origins.len(), total as usize, "{user}: some event missing or doubled");
+        assert_eq!(
+            origins.len(),
+            total as usize,
+            "{user}: some event missing or doubled"
+        );
         assert!(origins.values().all(|n| *n == 1));
         let unread_in_db = app
             .count_rows(&format!(

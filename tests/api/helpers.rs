@@ -166,7 +166,9 @@ impl TestApp {
     pub async fn count_rows(&self, sql: &str) -> i64 {
         use sqlx::Connection;
         let url = format!("sqlite://{}?mode=ro", self.db_path.display());
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open db");
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("open db");
         let n: i64 = sqlx::query_scalar(sql)
             .fetch_one(&mut conn)
             .await
@@ -180,13 +182,6 @@ impl TestApp {
         if let Some(thread) = self.thread.take() {
             thread.join().expect("server thread");
         }
-    }
-
-    /// Stops the server and waits for it to exit.
-    pub async fn stop(mut self) {
-        tokio::task::spawn_blocking(move || self.shutdown())
-            .await
-            .expect("join");
     }
 
     fn stop_keep_files(mut self) -> (Config, PathBuf, Arc<TempDir>) {

@@ -56,10 +56,17 @@ async fn reading_by_ids_up_to_and_all_updates_the_badge_and_live_sessions() {
     tab.notification_seqs(5).await;
 
     let response = app
-        .post_as("1", "/api/notifications/read", &json!({"ids": [ids[0], ids[1]]}))
+        .post_as(
+            "1",
+            "/api/notifications/read",
+            &json!({"ids": [ids[0], ids[1]]}),
+        )
         .await;
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({"unread": 3}));
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"unread": 3})
+    );
     assert_eq!(tab.next_of_type("unread").await["unread"], 3);
 
     let unread_page: Value = app
@@ -69,7 +76,11 @@ async fn reading_by_ids_up_to_and_all_updates_the_badge_and_live_sessions() {
         .await
         .unwrap();
     assert_eq!(unread_page["items"].as_array().unwrap().len(), 3);
-    assert!(unread_page["items"].as_array().unwrap().iter().all(|n| n["read"] == false));
+    assert!(unread_page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["read"] == false));
 
     let body: Value = app
         .post_as("1", "/api/notifications/read", &json!({"up_to": 4}))
@@ -105,7 +116,8 @@ async fn reading_by_ids_up_to_and_all_updates_the_badge_and_live_sessions() {
         .unwrap();
     assert_eq!(badge, json!({"unread": 0, "seq": 5}));
     assert_eq!(
-        app.count_rows("SELECT count(*) FROM notifications WHERE read = 0").await,
+        app.count_rows("SELECT count(*) FROM notifications WHERE read = 0")
+            .await,
         0
     );
 }
@@ -113,7 +125,12 @@ async fn reading_by_ids_up_to_and_all_updates_the_badge_and_live_sessions() {
 #[tokio::test]
 async fn inbox_errors_are_clear() {
     let app = spawn_app_with(|c| c.allowed_origins = vec!["https://blog.example".into()]).await;
-    let no_token = app.http.get(app.url("/api/notifications")).send().await.unwrap();
+    let no_token = app
+        .http
+        .get(app.url("/api/notifications"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(no_token.status(), 401);
     let body: Value = no_token.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");
@@ -136,13 +153,25 @@ async fn inbox_errors_are_clear() {
         .unwrap();
     assert_eq!(bad.status(), 401);
 
-    for (query, name) in [("limit=0", "limit"), ("limit=abc", "limit"), ("before=x", "before"), ("unread=maybe", "unread")] {
-        let response = app.get_as("1", &format!("/api/notifications?{query}")).await;
+    for (query, name) in [
+        ("limit=0", "limit"),
+        ("limit=abc", "limit"),
+        ("before=x", "before"),
+        ("unread=maybe", "unread"),
+    ] {
+        let response = app
+            .get_as("1", &format!("/api/notifications?{query}"))
+            .await;
         assert_eq!(response.status(), 400);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["field"], name);
     }
-    for body in [json!({}), json!({"all": false}), json!({"ids": [1], "all": true}), json!({"what": 1})] {
+    for body in [
+        json!({}),
+        json!({"all": false}),
+        json!({"ids": [1], "all": true}),
+        json!({"what": 1}),
+    ] {
         let response = app.post_as("1", "/api/notifications/read", &body).await;
         assert_eq!(response.status(), 400, "{body}");
     }
@@ -169,6 +198,29 @@ async fn inbox_errors_are_clear() {
     let body: Value = evil.json().await.unwrap();
     assert_eq!(body["error"]["code"], "origin_not_allowed");
 
+    // A preflight from a foreign origin gets the same JSON refusal.
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/api/notifications"))
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 403);
+    let body: Value = preflight.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "origin_not_allowed");
+
+    let wrong_method = app.http.delete(app.url("/publish")).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    let body: Value = wrong_method.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+
+    let not_a_socket = app.http.get(app.url("/inform")).send().await.unwrap();
+    assert_eq!(not_a_socket.status(), 426);
+    let body: Value = not_a_socket.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upgrade_required");
+
     let unknown = app.http.get(app.url("/nope")).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
     let body: Value = unknown.json().await.unwrap();
@@ -183,7 +235,10 @@ async fn cors_answers_allowed_origins() {
         .request(reqwest::Method::OPTIONS, app.url("/api/notifications/read"))
         .header("Origin", "https://blog.example")
         .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "content-type, authorization")
+        .header(
+            "Access-Control-Request-Headers",
+            "content-type, authorization",
+        )
         .send()
         .await
         .unwrap();
@@ -192,7 +247,10 @@ async fn cors_answers_allowed_origins() {
         preflight.headers()["access-control-allow-origin"],
         "https://blog.example"
     );
-    assert_eq!(preflight.headers()["access-control-allow-credentials"], "true");
+    assert_eq!(
+        preflight.headers()["access-control-allow-credentials"],
+        "true"
+    );
     let get = app
         .http
         .get(app.url("/api/notifications/unread"))
@@ -202,5 +260,8 @@ async fn cors_answers_allowed_origins() {
         .await
         .unwrap();
     assert_eq!(get.status(), 200);
-    assert_eq!(get.headers()["access-control-allow-origin"], "https://blog.example");
+    assert_eq!(
+        get.headers()["access-control-allow-origin"],
+        "https://blog.example"
+    );
 }

@@ -118,7 +118,12 @@ async fn publish(http: &reqwest::Client, daemon: &Daemon, body: &Value) -> reqwe
 async fn with_no_configuration_it_runs_on_sqlite_and_warns_loudly() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(informd(dir.path()));
-    let health: Value = reqwest::get(daemon.url("/healthz")).await.unwrap().json().await.unwrap();
+    let health: Value = reqwest::get(daemon.url("/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "ok");
     let ready = reqwest::get(daemon.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
@@ -135,8 +140,12 @@ async fn with_no_configuration_it_runs_on_sqlite_and_warns_loudly() {
     daemon.terminate();
     let (code, log) = daemon.exit_code().await;
     assert_eq!(code, Some(0));
-    assert!(log.iter().any(|l| l.contains("WARN") && l.contains("DEVELOPMENT secret")));
-    assert!(log.iter().any(|l| l.contains("WARN") && l.contains("DEVELOPMENT key")));
+    assert!(log
+        .iter()
+        .any(|l| l.contains("WARN") && l.contains("DEVELOPMENT secret")));
+    assert!(log
+        .iter()
+        .any(|l| l.contains("WARN") && l.contains("DEVELOPMENT key")));
 }
 
 #[tokio::test]
@@ -148,7 +157,12 @@ async fn sigterm_closes_sessions_with_1001_finishes_publishes_and_exits_zero() {
     let mut client = Client::connect(&url, &[]).await.unwrap();
     client.next_of_type("welcome").await;
     for _ in 0..5 {
-        assert_eq!(publish(&http, &daemon, &json!({"to": "9", "kind": "like"})).await.status(), 200);
+        assert_eq!(
+            publish(&http, &daemon, &json!({"to": "9", "kind": "like"}))
+                .await
+                .status(),
+            200
+        );
     }
     assert_eq!(client.notification_seqs(5).await, vec![1, 2, 3, 4, 5]);
 
@@ -201,7 +215,11 @@ async fn sigterm_closes_sessions_with_1001_finishes_publishes_and_exits_zero() {
     let mut client = Client::connect(&url, &[]).await.unwrap();
     let welcome = client.next_of_type("welcome").await;
     let latest = welcome["seq"].as_i64().unwrap();
-    assert_eq!(latest, 5 + accepted.len() as i64, "accepted publishes all stored");
+    assert_eq!(
+        latest,
+        5 + accepted.len() as i64,
+        "accepted publishes all stored"
+    );
     let mut ids = Vec::new();
     for seq in 6..=latest {
         let frame = client.next_of_type("notification").await;
@@ -220,7 +238,10 @@ async fn tokens_and_keys_never_reach_the_log() {
     let daemon = Daemon::start(configured(dir.path()));
     let http = reqwest::Client::new();
     let user_token = token("secret-user");
-    let url = format!("ws://127.0.0.1:{}/inform?token={user_token}&since=0", daemon.port);
+    let url = format!(
+        "ws://127.0.0.1:{}/inform?token={user_token}&since=0",
+        daemon.port
+    );
     let mut client = Client::connect(&url, &[]).await.unwrap();
     client.next_of_type("welcome").await;
     client.next_of_type("resumed").await;
@@ -232,7 +253,12 @@ async fn tokens_and_keys_never_reach_the_log() {
         .send()
         .await
         .unwrap();
-    publish(&http, &daemon, &json!({"to": "secret-user", "kind": "like"})).await;
+    publish(
+        &http,
+        &daemon,
+        &json!({"to": "secret-user", "kind": "like"}),
+    )
+    .await;
     http.post(daemon.url("/publish"))
         .bearer_auth("wrong-publisher-key-123")
         .json(&json!({}))
@@ -245,7 +271,12 @@ async fn tokens_and_keys_never_reach_the_log() {
     let log = log.join("\n");
     assert!(log.contains("/inform"), "the access log is there");
     let signature = user_token.rsplit('.').next().unwrap();
-    for secret in [signature, PUBLISH_KEY, JWT_SECRET, "wrong-publisher-key-123"] {
+    for secret in [
+        signature,
+        PUBLISH_KEY,
+        JWT_SECRET,
+        "wrong-publisher-key-123",
+    ] {
         assert!(!log.contains(secret), "{secret} leaked into the log");
     }
 }
@@ -274,7 +305,7 @@ async fn the_cli_migrates_mints_and_publishes() {
         .verify(&token)
         .expect("minted token verifies");
     assert_eq!(identity.user, "42");
-    assert!(identity.expires_at <= informd::auth::now_secs() + 600);
+    assert!(identity.expires_at <= informd::auth::now_secs() + 600 + config.jwt_leeway_secs);
 
     let daemon = Daemon::start(configured(dir.path()));
     let url = format!("ws://127.0.0.1:{}/inform?token={token}", daemon.port);
@@ -282,7 +313,17 @@ async fn the_cli_migrates_mints_and_publishes() {
     client.next_of_type("welcome").await;
     let base = format!("http://127.0.0.1:{}", daemon.port);
     let published = configured(dir.path())
-        .args(["publish", "--url", &base, "--key", PUBLISH_KEY, "--to", "42", "--kind", "follow"])
+        .args([
+            "publish",
+            "--url",
+            &base,
+            "--key",
+            PUBLISH_KEY,
+            "--to",
+            "42",
+            "--kind",
+            "follow",
+        ])
         .args(["--actor", r#"{"id":"7","name":"alice"}"#])
         .output()
         .unwrap();
@@ -293,7 +334,9 @@ async fn the_cli_migrates_mints_and_publishes() {
     assert_eq!(frame["notification"]["actor"]["name"], "alice");
 
     let bad = configured(dir.path())
-        .args(["publish", "--url", &base, "--to", "42", "--data", "not json"])
+        .args([
+            "publish", "--url", &base, "--to", "42", "--data", "not json",
+        ])
         .output()
         .unwrap();
     assert!(!bad.status.success());

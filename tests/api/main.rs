@@ -1,6 +1,9 @@
 //! Behaviour tests: each starts the real server on a random port with its own SQLite file and
 //! talks to it over real HTTP and WebSocket connections.
 
+// A test that fails to set up should panic right there.
+#![allow(clippy::unwrap_used)]
+
 mod helpers;
 
 mod auth;
@@ -9,5 +12,6 @@ mod inbox;
 mod lifecycle;
 mod publish;
 mod resume;
+mod retention;
 mod slow_client;
 mod websocket;

@@ -22,7 +22,10 @@ async fn error_of(response: reqwest::Response) -> (u16, Value) {
 async fn a_single_event_is_stored_and_answered_with_ids() {
     let app = spawn_app().await;
     let body = app.notify("42", "like").await;
-    assert_eq!(body, json!({"ids": [1], "recipients": 1, "online_sessions": 0}));
+    assert_eq!(
+        body,
+        json!({"ids": [1], "recipients": 1, "online_sessions": 0})
+    );
     let body = app
         .publish_ok(&json!({"topic": "global", "data": {"v": 2}}))
         .await;
@@ -53,12 +56,24 @@ async fn a_batch_is_stored_whole_with_one_id_per_recipient() {
 async fn a_bad_event_rejects_the_whole_batch_and_names_the_field() {
     let app = spawn_app().await;
     let cases = [
-        (json!([{"to": "1", "kind": "like"}, {"to": "1", "kind": "Not A Kind"}]), "[1].kind"),
-        (json!([{"to": "1", "kind": "like"}, {"to": [], "kind": "like"}]), "[1].to"),
+        (
+            json!([{"to": "1", "kind": "like"}, {"to": "1", "kind": "Not A Kind"}]),
+            "[1].kind",
+        ),
+        (
+            json!([{"to": "1", "kind": "like"}, {"to": [], "kind": "like"}]),
+            "[1].to",
+        ),
         (json!({"to": "1"}), "kind"),
         (json!({"kind": "like"}), "to"),
-        (json!({"to": "1", "kind": "like", "actor": "alice"}), "actor"),
-        (json!({"to": "1", "kind": "like", "topic": "global"}), "topic"),
+        (
+            json!({"to": "1", "kind": "like", "actor": "alice"}),
+            "actor",
+        ),
+        (
+            json!({"to": "1", "kind": "like", "topic": "global"}),
+            "topic",
+        ),
         (json!({"topic": "no spaces allowed"}), "topic"),
         (json!({"to": "x".repeat(129), "kind": "like"}), "to"),
         (json!([]), "body"),
@@ -73,7 +88,10 @@ async fn a_bad_event_rejects_the_whole_batch_and_names_the_field() {
     }
     let too_many: Vec<Value> = (0..1001).map(|_| json!({"topic": "global"})).collect();
     let (status, error) = error_of(app.publish(&Value::Array(too_many)).await).await;
-    assert_eq!((status, error["error"]["field"].as_str()), (400, Some("body")));
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (400, Some("body"))
+    );
     assert_eq!(stored(&app).await, (0, 0));
     assert_eq!(app.count_rows("SELECT count(*) FROM user_state").await, 0);
 }
@@ -92,10 +110,16 @@ async fn garbage_and_wrong_content_are_refused_with_their_status() {
             .unwrap(),
     )
     .await;
-    assert_eq!((status, error["error"]["code"].as_str()), (400, Some("invalid_json")));
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
 
     let (status, error) = error_of(post().body("to=1").send().await.unwrap()).await;
-    assert_eq!((status, error["error"]["code"].as_str()), (415, Some("unsupported_media_type")));
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
 
     let (status, error) = error_of(
         post()
@@ -110,7 +134,10 @@ async fn garbage_and_wrong_content_are_refused_with_their_status() {
 
     let big = json!({"to": "1", "kind": "like", "data": {"pad": "x".repeat(2000)}});
     let (status, error) = error_of(app.publish(&big).await).await;
-    assert_eq!((status, error["error"]["code"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
 
     // Chunked, without a Content-Length: the limit still holds.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
@@ -134,7 +161,12 @@ async fn garbage_and_wrong_content_are_refused_with_their_status() {
 async fn publishing_needs_a_valid_key() {
     let app = spawn_app().await;
     let body = json!({"to": "1", "kind": "like"});
-    for auth in [None, Some("Bearer wrong-key"), Some("Basic dGVzdA=="), Some("Bearer ")] {
+    for auth in [
+        None,
+        Some("Bearer wrong-key"),
+        Some("Basic dGVzdA=="),
+        Some("Bearer "),
+    ] {
         let mut request = app.http.post(app.url("/publish")).json(&body);
         if let Some(auth) = auth {
             request = request.header("Authorization", auth);
@@ -142,7 +174,10 @@ async fn publishing_needs_a_valid_key() {
         let response = request.send().await.unwrap();
         assert!(response.headers().contains_key("www-authenticate"));
         let (status, error) = error_of(response).await;
-        assert_eq!((status, error["error"]["code"].as_str()), (401, Some("unauthorized")));
+        assert_eq!(
+            (status, error["error"]["code"].as_str()),
+            (401, Some("unauthorized"))
+        );
     }
     // A user's JWT is not a publisher key.
     let token = app.token("1");
@@ -199,10 +234,18 @@ async fn publish_with_key(app: &TestApp, key: &str, body: &Value) -> reqwest::Re
 async fn an_idempotency_key_publishes_once() {
     let app = spawn_app().await;
     let body = json!({"to": ["1", "2"], "kind": "like"});
-    let first: Value = publish_with_key(&app, "k-1", &body).await.json().await.unwrap();
+    let first: Value = publish_with_key(&app, "k-1", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(first["ids"], json!([1, 2]));
     assert!(first.get("duplicate").is_none());
-    let again: Value = publish_with_key(&app, "k-1", &body).await.json().await.unwrap();
+    let again: Value = publish_with_key(&app, "k-1", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["ids"], first["ids"]);
     assert_eq!(again["recipients"], 2);
     assert_eq!(again["duplicate"], true);
@@ -210,12 +253,19 @@ async fn an_idempotency_key_publishes_once() {
 
     let other = json!({"to": "3", "kind": "like"});
     let (status, error) = error_of(publish_with_key(&app, "k-1", &other).await).await;
-    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("idempotency_key_reused")));
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
     assert_eq!(stored(&app).await, (2, 0));
 
     // The key survives a restart (it is in the database, not in memory).
     let app = crate::helpers::restart(app).await;
-    let again: Value = publish_with_key(&app, "k-1", &body).await.json().await.unwrap();
+    let again: Value = publish_with_key(&app, "k-1", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["duplicate"], true);
     assert_eq!(stored(&app).await, (2, 0));
 }
@@ -255,6 +305,9 @@ async fn a_bad_idempotency_key_is_refused() {
     let long = "k".repeat(300);
     let (status, error) =
         error_of(publish_with_key(&app, &long, &json!({"topic": "global"})).await).await;
-    assert_eq!((status, error["error"]["field"].as_str()), (400, Some("Idempotency-Key")));
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (400, Some("Idempotency-Key"))
+    );
     assert_eq!(stored(&app).await, (0, 0));
 }

@@ -16,7 +16,10 @@ async fn reconnecting_with_since_replays_exactly_what_was_missed() {
         app.notify("42", "reply").await;
     }
     let (mut client, welcome) = app.connect_user("42", "&since=1").await;
-    assert_eq!((welcome["seq"].as_i64(), welcome["unread"].as_i64()), (Some(31), Some(31)));
+    assert_eq!(
+        (welcome["seq"].as_i64(), welcome["unread"].as_i64()),
+        (Some(31), Some(31))
+    );
     let seqs = client.notification_seqs(30).await;
     assert_eq!(seqs, (2..=31).collect::<Vec<_>>());
     assert_eq!(
@@ -93,7 +96,10 @@ async fn resume_works_across_a_server_restart() {
     let app = restart(app).await;
     let (mut client, welcome) = app.connect_user("5", "&since=1").await;
     assert_eq!(welcome["seq"], 31);
-    assert_eq!(client.notification_seqs(30).await, (2..=31).collect::<Vec<_>>());
+    assert_eq!(
+        client.notification_seqs(30).await,
+        (2..=31).collect::<Vec<_>>()
+    );
     assert_eq!(client.next_of_type("resumed").await["replayed"], 30);
     // Ids stay unique across restarts.
     let body = app.notify("5", "like").await;
@@ -107,9 +113,15 @@ async fn too_much_missed_replays_the_newest_and_says_incomplete() {
         app.notify("1", "like").await;
     }
     let (mut client, _) = app.connect_user("1", "&since=0").await;
-    assert_eq!(client.notification_seqs(10).await, (21..=30).collect::<Vec<_>>());
+    assert_eq!(
+        client.notification_seqs(10).await,
+        (21..=30).collect::<Vec<_>>()
+    );
     let resumed = client.next_of_type("resumed").await;
-    assert_eq!((resumed["replayed"].as_i64(), resumed["complete"].as_bool()), (Some(10), Some(false)));
+    assert_eq!(
+        (resumed["replayed"].as_i64(), resumed["complete"].as_bool()),
+        (Some(10), Some(false))
+    );
     app.notify("1", "like").await;
     assert_eq!(client.notification_seqs(1).await, vec![31]);
 }
@@ -120,7 +132,10 @@ async fn a_client_ahead_of_the_server_is_told_to_refetch() {
     app.notify("1", "like").await;
     let (mut client, _) = app.connect_user("1", "&since=50").await;
     let resumed = client.next_of_type("resumed").await;
-    assert_eq!((resumed["replayed"].as_i64(), resumed["complete"].as_bool()), (Some(0), Some(false)));
+    assert_eq!(
+        (resumed["replayed"].as_i64(), resumed["complete"].as_bool()),
+        (Some(0), Some(false))
+    );
     // Live delivery continues from the server's position.
     app.notify("1", "like").await;
     assert_eq!(client.notification_seqs(1).await, vec![2]);
@@ -135,9 +150,10 @@ async fn pruned_history_is_reported_incomplete() {
     // Simulate retention having removed the two oldest.
     {
         use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db_path.display()))
-            .await
-            .unwrap();
+        let mut conn =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db_path.display()))
+                .await
+                .unwrap();
         sqlx::query("DELETE FROM notifications WHERE seq <= 2")
             .execute(&mut conn)
             .await
@@ -152,7 +168,8 @@ async fn pruned_history_is_reported_incomplete() {
 async fn topics_resume_with_since_on_subscribe() {
     let app = spawn_app().await;
     for i in 0..6 {
-        app.publish_ok(&json!({"topic": "article:1", "data": {"i": i}})).await;
+        app.publish_ok(&json!({"topic": "article:1", "data": {"i": i}}))
+            .await;
     }
     let (mut client, _) = app.connect_user("1", "").await;
     client
@@ -160,16 +177,21 @@ async fn topics_resume_with_since_on_subscribe() {
         .await;
     for seq in 3..=6 {
         let frame = client.next_of_type("broadcast").await;
-        assert_eq!((frame["topic"].as_str(), frame["seq"].as_i64()), (Some("article:1"), Some(seq)));
+        assert_eq!(
+            (frame["topic"].as_str(), frame["seq"].as_i64()),
+            (Some("article:1"), Some(seq))
+        );
     }
     assert_eq!(
         client.next_of_type("resumed").await,
         json!({"type": "resumed", "stream": "topic:article:1", "replayed": 4, "complete": true})
     );
-    app.publish_ok(&json!({"topic": "article:1", "data": {}})).await;
+    app.publish_ok(&json!({"topic": "article:1", "data": {}}))
+        .await;
     assert_eq!(client.next_of_type("broadcast").await["seq"], 7);
     // global can be resumed the same way.
-    app.publish_ok(&json!({"topic": "global", "data": {}})).await;
+    app.publish_ok(&json!({"topic": "global", "data": {}}))
+        .await;
     assert_eq!(client.next_of_type("broadcast").await["topic"], "global");
     // Asking again from 0 replays it, as asked.
     client

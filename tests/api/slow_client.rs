@@ -21,16 +21,16 @@ async fn a_client_that_never_reads_is_closed_with_1013_and_does_not_delay_others
         .await
         .unwrap();
     let url = app.ws_url(&format!("?token={}", app.token("slow")));
-    let (ws, _) = tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-        .await
-        .unwrap();
+    let (ws, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
     let mut slow = Client { ws };
     slow.next_of_type("welcome").await;
     let (mut fast, _) = app.connect_user("fast", "").await;
     let total = 300;
     // The fast client reads all the time, as a browser tab does.
-    let fast_reader =
-        tokio::spawn(async move { fast.notification_seqs(total).await });
+    let fast_reader = tokio::spawn(async move { fast.notification_seqs(total).await });
 
     // 300 notifications of ~16 KiB each to both users, in batches of 10.
     let pad = "x".repeat(16 * 1024);
@@ -56,10 +56,15 @@ async fn a_client_that_never_reads_is_closed_with_1013_and_does_not_delay_others
         }
     };
     assert_eq!(close, code(1013));
-    assert!(last_seen < total as i64, "it was closed before receiving everything");
+    assert!(
+        last_seen < total as i64,
+        "it was closed before receiving everything"
+    );
 
     // It resumes from where it was and gets the rest.
-    let (mut resumed, _) = app.connect_user("slow", &format!("&since={last_seen}")).await;
+    let (mut resumed, _) = app
+        .connect_user("slow", &format!("&since={last_seen}"))
+        .await;
     let rest = resumed.notification_seqs(total - last_seen as usize).await;
     assert_eq!(rest, ((last_seen + 1)..=total as i64).collect::<Vec<_>>());
     assert_eq!(resumed.next_of_type("resumed").await["complete"], true);

@@ -13,7 +13,9 @@ async fn welcome_comes_first_for_users_and_anonymous_visitors() {
         welcome,
         json!({"type": "welcome", "user": "42", "unread": 1, "seq": 1, "heartbeat": 25})
     );
-    let mut anonymous = Client::connect(&app.ws_url(""), &[]).await.expect("anonymous");
+    let mut anonymous = Client::connect(&app.ws_url(""), &[])
+        .await
+        .expect("anonymous");
     let welcome = anonymous.next_of_type("welcome").await;
     assert_eq!(welcome["user"], json!(null));
     assert_eq!(welcome["unread"], 0);
@@ -43,7 +45,10 @@ async fn a_notification_arrives_with_every_field_and_the_new_count() {
     assert_eq!(n["data"], body["data"]);
     assert_eq!(n["read"], false);
     let created = n["created_at"].as_str().expect("created_at");
-    assert!(chrono::DateTime::parse_from_rfc3339(created).is_ok(), "{created}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(created).is_ok(),
+        "{created}"
+    );
     app.notify("42", "like").await;
     assert_eq!(client.next_of_type("notification").await["unread"], 2);
 }
@@ -62,7 +67,10 @@ async fn three_tabs_receive_everything_and_reading_in_one_updates_the_others() {
     for tab in tabs.iter_mut() {
         let first = tab.next_of_type("notification").await;
         let second = tab.next_of_type("notification").await;
-        assert_eq!((first["unread"].as_i64(), second["unread"].as_i64()), (Some(1), Some(2)));
+        assert_eq!(
+            (first["unread"].as_i64(), second["unread"].as_i64()),
+            (Some(1), Some(2))
+        );
         assert_eq!(second["notification"]["kind"], "follow");
     }
     let first_id = published["ids"][0].clone();
@@ -70,9 +78,14 @@ async fn three_tabs_receive_everything_and_reading_in_one_updates_the_others() {
         .send_json(&json!({"type": "read", "ids": [first_id]}))
         .await;
     for tab in tabs.iter_mut() {
-        assert_eq!(tab.next_of_type("unread").await, json!({"type": "unread", "unread": 1}));
+        assert_eq!(
+            tab.next_of_type("unread").await,
+            json!({"type": "unread", "unread": 1})
+        );
     }
-    tabs[2].send_json(&json!({"type": "read", "all": true})).await;
+    tabs[2]
+        .send_json(&json!({"type": "read", "all": true}))
+        .await;
     for tab in tabs.iter_mut() {
         assert_eq!(tab.next_of_type("unread").await["unread"], 0);
     }
@@ -119,9 +132,13 @@ async fn topics_reach_only_their_subscribers() {
     );
     app.publish_ok(&json!({"topic": "article:42", "data": {"comment": 1}}))
         .await;
-    app.publish_ok(&json!({"topic": "global", "data": {"n": 1}})).await;
+    app.publish_ok(&json!({"topic": "global", "data": {"n": 1}}))
+        .await;
     let frame = reader.next_of_type("broadcast").await;
-    assert_eq!((frame["topic"].as_str(), frame["seq"].as_i64()), (Some("article:42"), Some(1)));
+    assert_eq!(
+        (frame["topic"].as_str(), frame["seq"].as_i64()),
+        (Some("article:42"), Some(1))
+    );
     assert_eq!(reader.next_of_type("broadcast").await["topic"], "global");
     // The other user got the global one only.
     assert_eq!(other.next_of_type("broadcast").await["topic"], "global");
@@ -129,12 +146,19 @@ async fn topics_reach_only_their_subscribers() {
     reader
         .send_json(&json!({"type": "unsubscribe", "topic": "article:42"}))
         .await;
-    assert_eq!(reader.next_of_type("unsubscribed").await["topic"], "article:42");
+    assert_eq!(
+        reader.next_of_type("unsubscribed").await["topic"],
+        "article:42"
+    );
     app.publish_ok(&json!({"topic": "article:42", "data": {"comment": 2}}))
         .await;
-    app.publish_ok(&json!({"topic": "global", "data": {"n": 2}})).await;
+    app.publish_ok(&json!({"topic": "global", "data": {"n": 2}}))
+        .await;
     let next = reader.next_of_type("broadcast").await;
-    assert_eq!(next["topic"], "global", "unsubscribed topic still delivered: {next}");
+    assert_eq!(
+        next["topic"], "global",
+        "unsubscribed topic still delivered: {next}"
+    );
 }
 
 #[tokio::test]
@@ -156,8 +180,12 @@ async fn private_topics_need_a_claim() {
         .send_json(&json!({"type": "subscribe", "topic": "team:7:general"}))
         .await;
     granted.next_of_type("subscribed").await;
-    app.publish_ok(&json!({"topic": "team:7:general", "data": {}})).await;
-    assert_eq!(granted.next_of_type("broadcast").await["topic"], "team:7:general");
+    app.publish_ok(&json!({"topic": "team:7:general", "data": {}}))
+        .await;
+    assert_eq!(
+        granted.next_of_type("broadcast").await["topic"],
+        "team:7:general"
+    );
 }
 
 #[tokio::test]
@@ -192,7 +220,10 @@ async fn bad_frames_get_errors_and_the_session_stays_open() {
         client.next_of_type("pong").await;
     }
     client.send_binary(&[1, 2, 3]).await;
-    assert_eq!(client.next_of_type("error").await["code"], "unsupported_frame");
+    assert_eq!(
+        client.next_of_type("error").await["code"],
+        "unsupported_frame"
+    );
     client.send_json(&json!({"type": "ping"})).await;
     client.next_of_type("pong").await;
 }
@@ -257,7 +288,7 @@ async fn inbound_frames_are_rate_limited() {
 
 #[tokio::test]
 async fn refresh_extends_the_session_and_refuses_another_user() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| c.jwt_leeway_secs = 0).await;
     let short = app.token_with("1", 2, &[]);
     let mut client = Client::connect(&app.ws_url(&format!("?token={short}")), &[])
         .await
@@ -266,7 +297,9 @@ async fn refresh_extends_the_session_and_refuses_another_user() {
     client
         .send_json(&json!({"type": "refresh", "token": app.token("1")}))
         .await;
-    client.send_json(&json!({"type": "refresh", "token": "garbage"})).await;
+    client
+        .send_json(&json!({"type": "refresh", "token": "garbage"}))
+        .await;
     assert_eq!(client.next_of_type("error").await["code"], "invalid_token");
     // Past the first token's expiry the session is still open.
     tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
@@ -280,7 +313,7 @@ async fn refresh_extends_the_session_and_refuses_another_user() {
 
 #[tokio::test]
 async fn an_expired_session_is_closed_with_4001() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| c.jwt_leeway_secs = 0).await;
     let token = app.token_with("1", 1, &[]);
     let mut client = Client::connect(&app.ws_url(&format!("?token={token}")), &[])
         .await

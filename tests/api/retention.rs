@@ -1,0 +1,125 @@
+//! Retention: old notifications go (and stop counting as unread), topic history stays bounded
+//! by count and age, expired idempotency keys are forgotten.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{restart, spawn_app_with, TestApp, PUBLISH_KEY};
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+async fn execute(app: &TestApp, sql: &str) {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", app.db_path.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+}
+
+/// Polls `sql` until it returns `want` (retention runs in the background at start).
+async fn wait_for(app: &TestApp, sql: &str, want: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = app.count_rows(sql).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sql}: {got}, wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn old_notifications_are_pruned_and_the_badge_follows() {
+    let app = spawn_app_with(|c| c.retention_days = 30).await;
+    for _ in 0..4 {
+        app.notify("1", "like").await;
+    }
+    app.post_as("1", "/api/notifications/read", &json!({"up_to": 1}))
+        .await;
+    // seq 1 (read) and 2 (unread) are 100 days old; 3 and 4 are fresh.
+    let old = informd::model::now_millis() - 100 * DAY_MS;
+    execute(
+        &app,
+        &format!("UPDATE notifications SET created_at = {old} WHERE seq <= 2"),
+    )
+    .await;
+    let app = restart(app).await;
+    wait_for(&app, "SELECT count(*) FROM notifications", 2).await;
+    let badge: serde_json::Value = app
+        .get_as("1", "/api/notifications/unread")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(badge, json!({"unread": 2, "seq": 4}));
+    // The stream position survives pruning: the next one is 5.
+    assert_eq!(app.notify("1", "like").await["ids"], json!([5]));
+    let (mut client, _) = app.connect_user("1", "&since=0").await;
+    assert_eq!(client.notification_seqs(3).await, vec![3, 4, 5]);
+    assert_eq!(client.next_of_type("resumed").await["complete"], false);
+}
+
+#[tokio::test]
+async fn topic_history_is_bounded_by_count_and_age() {
+    let app = spawn_app_with(|c| {
+        c.topic_history_max = 5;
+        c.topic_history_days = 7;
+    })
+    .await;
+    for i in 0..8 {
+        app.publish_ok(&json!({"topic": "article:1", "data": {"i": i}}))
+            .await;
+    }
+    app.publish_ok(&json!({"topic": "global"})).await;
+    assert_eq!(
+        app.count_rows("SELECT count(*) FROM broadcasts WHERE topic = 'article:1'")
+            .await,
+        5
+    );
+    assert_eq!(
+        app.count_rows("SELECT min(seq) FROM broadcasts WHERE topic = 'article:1'")
+            .await,
+        4
+    );
+    let old = informd::model::now_millis() - 8 * DAY_MS;
+    execute(
+        &app,
+        &format!("UPDATE broadcasts SET created_at = {old} WHERE topic = 'global'"),
+    )
+    .await;
+    let app = restart(app).await;
+    wait_for(
+        &app,
+        "SELECT count(*) FROM broadcasts WHERE topic = 'global'",
+        0,
+    )
+    .await;
+    assert_eq!(app.count_rows("SELECT count(*) FROM broadcasts").await, 5);
+}
+
+#[tokio::test]
+async fn expired_idempotency_keys_are_forgotten() {
+    let app = spawn_app_with(|_| {}).await;
+    let send = |app: &TestApp| {
+        app.http
+            .post(app.url("/publish"))
+            .bearer_auth(PUBLISH_KEY)
+            .header("Idempotency-Key", "old-key")
+            .json(&json!({"topic": "global"}))
+            .send()
+    };
+    assert_eq!(send(&app).await.unwrap().status(), 200);
+    execute(&app, "UPDATE idempotency_keys SET expires_at = 0").await;
+    // An expired key publishes again rather than answering the old result.
+    let body: serde_json::Value = send(&app).await.unwrap().json().await.unwrap();
+    assert!(body.get("duplicate").is_none());
+    assert_eq!(app.count_rows("SELECT count(*) FROM broadcasts").await, 2);
+    execute(&app, "UPDATE idempotency_keys SET expires_at = 0").await;
+    let app = restart(app).await;
+    wait_for(&app, "SELECT count(*) FROM idempotency_keys", 0).await;
+}

@@ -65,15 +65,20 @@ pub struct Config {
     /// `memory` (single node) or `redis://…` (many nodes).
     pub broker: String,
     /// HS256 shared secret; `None` means the development secret (with a loud warning).
-    #[serde(serialize_with = "serialize_secret")]
+    #[serde(
+        serialize_with = "serialize_secret",
+        deserialize_with = "optional_secret"
+    )]
     pub jwt_secret: Option<SecretString>,
     /// `HS256` (default), `RS256`, `ES256` or `EdDSA`.
     pub jwt_algorithm: String,
     /// PEM public key for the asymmetric algorithms.
     pub jwt_public_key_file: Option<PathBuf>,
     /// Required `aud` claim, when set.
+    #[serde(deserialize_with = "optional_text")]
     pub jwt_audience: Option<String>,
     /// Required `iss` claim, when set.
+    #[serde(deserialize_with = "optional_text")]
     pub jwt_issuer: Option<String>,
     /// Clock skew tolerated between the site's backend and informd on `exp`, `nbf` and `iat`.
     pub jwt_leeway_secs: u64,
@@ -87,6 +92,7 @@ pub struct Config {
     /// Whether a handshake without a token gets an anonymous, broadcast-only session.
     pub allow_anonymous: bool,
     /// Cookie that may carry the user's JWT.
+    #[serde(deserialize_with = "text")]
     pub cookie_name: String,
     /// Seconds between server pings; a session silent for two intervals is closed at the next
     /// ping (so after two to three intervals).
@@ -278,6 +284,42 @@ impl Config {
     }
 }
 
+/// A scalar read as text. The environment provider types values by their look, so a secret
+/// `12345` or a key `true` arrives as a number or a boolean; they are text all the same.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Text {
+    String(String),
+    Integer(i128),
+    Float(f64),
+    Bool(bool),
+}
+
+impl From<Text> for String {
+    fn from(text: Text) -> String {
+        match text {
+            Text::String(s) => s,
+            Text::Integer(n) => n.to_string(),
+            Text::Float(f) => f.to_string(),
+            Text::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Text::deserialize(deserializer)?.into())
+}
+
+fn optional_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Text>::deserialize(deserializer)?.map(String::from))
+}
+
+fn optional_secret<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SecretString>, D::Error> {
+    Ok(optional_text(deserializer)?.map(SecretString::from))
+}
+
 /// Accepts a list either as a TOML array or as one comma-separated string (the environment).
 fn list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
@@ -287,17 +329,17 @@ where
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+        One(Text),
+        Many(Vec<Text>),
     }
-    let items = match OneOrMany::deserialize(deserializer)? {
-        OneOrMany::One(s) => s
+    let items: Vec<String> = match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(s) => String::from(s)
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect(),
-        OneOrMany::Many(v) => v,
+        OneOrMany::Many(v) => v.into_iter().map(String::from).collect(),
     };
     Ok(items.into_iter().map(T::from).collect())
 }

@@ -164,43 +164,36 @@ async fn audience_and_issuer_are_required_when_configured() {
     }
 }
 
-/// An Ed25519 key pair made for these tests only.
-const ED25519_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
-MC4CAQAwBQYDK2VwBCIEIEiSLsSG8q2QJ+VonURkezL6O8pgfO7Ev6SffW108jxF
------END PRIVATE KEY-----
-";
-const ED25519_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
-MCowBQYDK2VwAyEAspt8w0jijwSd7NiQcHELmI3FI8Ln87Sf/5FAFiNVcsM=
------END PUBLIC KEY-----
-";
+/// Test key pairs live in `tests/keys/`.
+fn key(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(name)
+}
 
 #[tokio::test]
-async fn eddsa_tokens_verify_with_the_configured_public_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let public = dir.path().join("public.pem");
-    std::fs::write(&public, ED25519_PUBLIC).unwrap();
-    let app = spawn_app_with(|c| {
-        c.jwt_algorithm = "EdDSA".into();
-        c.jwt_public_key_file = Some(public.clone());
-    })
-    .await;
-    let token = informd::auth::mint(
-        &app.config,
-        "9",
-        600,
-        vec![],
-        Some(ED25519_PRIVATE.as_bytes()),
-    )
-    .unwrap();
-    let mut client = Client::connect(&app.ws_url(&format!("?token={token}")), &[])
-        .await
-        .expect("EdDSA token accepted");
-    assert_eq!(client.next_of_type("welcome").await["user"], "9");
-    // An HS256 token signed with the would-be secret is refused.
-    let hs = hs256(json!({"sub": "9", "exp": now() + 600}), JWT_SECRET);
-    let refused = Client::connect(&app.ws_url(&format!("?token={hs}")), &[])
-        .await
-        .err()
-        .expect("refused");
-    assert_eq!(refused.status, 401);
+async fn asymmetric_tokens_verify_with_the_configured_public_key() {
+    for (algorithm, stem) in [("RS256", "rs256"), ("ES256", "es256"), ("EdDSA", "eddsa")] {
+        let app = spawn_app_with(|c| {
+            c.jwt_algorithm = algorithm.into();
+            c.jwt_public_key_file = Some(key(&format!("{stem}-public.pem")));
+        })
+        .await;
+        let private = std::fs::read(key(&format!("{stem}-private.pem"))).unwrap();
+        let token = informd::auth::mint(&app.config, "9", 600, vec![], Some(&private)).unwrap();
+        let mut client = Client::connect(&app.ws_url(&format!("?token={token}")), &[])
+            .await
+            .unwrap_or_else(|r| panic!("{algorithm} token refused: {r:?}"));
+        assert_eq!(client.next_of_type("welcome").await["user"], "9");
+        // An HS256 token, even one signed with the public key as the secret, is refused.
+        let public = std::fs::read_to_string(key(&format!("{stem}-public.pem"))).unwrap();
+        for secret in [JWT_SECRET, public.as_str()] {
+            let hs = hs256(json!({"sub": "9", "exp": now() + 600}), secret);
+            let refused = Client::connect(&app.ws_url(&format!("?token={hs}")), &[])
+                .await
+                .err()
+                .expect("refused");
+            assert_eq!(refused.status, 401, "{algorithm}");
+        }
+    }
 }

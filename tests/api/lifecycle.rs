@@ -348,3 +348,71 @@ async fn the_cli_migrates_mints_and_publishes() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stdout).contains("unauthorized"));
 }
+
+#[tokio::test]
+async fn configuration_layers_file_then_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("informd.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "database = {:?}\npublish_keys = [\"file-key\"]\nheartbeat_secs = 7\n\
+             jwt_secret = \"from-the-file\"\n",
+            dir.path().join("layered.db").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut command = informd(dir.path());
+    command
+        .arg("--config")
+        .arg(&file)
+        .env("INFORMD_HEARTBEAT_SECS", "9")
+        // A secret that looks like a number is still a secret.
+        .env("INFORMD_JWT_SECRET", "1234567890");
+    let daemon = Daemon::start(command);
+    let response = reqwest::Client::new()
+        .post(daemon.url("/publish"))
+        .bearer_auth("file-key")
+        .json(&json!({"to": "1", "kind": "like"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the file's key works");
+    assert!(dir.path().join("layered.db").exists());
+    let mut config = crate::helpers::test_config(Path::new("unused.db"));
+    config.jwt_secret = Some("1234567890".to_string().into());
+    let token = informd::auth::mint(&config, "1", 60, vec![], None).unwrap();
+    let url = format!("ws://127.0.0.1:{}/inform?token={token}", daemon.port);
+    let mut client = Client::connect(&url, &[]).await.expect("env secret wins");
+    let welcome = client.next_of_type("welcome").await;
+    assert_eq!(
+        (welcome["heartbeat"].as_i64(), welcome["unread"].as_i64()),
+        (Some(9), Some(1))
+    );
+    daemon.terminate();
+    assert_eq!(daemon.exit_code().await.0, Some(0));
+
+    // Mistakes stop the start with a message naming the key.
+    std::fs::write(&file, "hartbeat_secs = 7\n").unwrap();
+    let typo = informd(dir.path())
+        .arg("--config")
+        .arg(&file)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!typo.status.success());
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("hartbeat_secs"));
+    let bad = informd(dir.path())
+        .arg("serve")
+        .env("INFORMD_HEARTBEAT_SECS", "soon")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("HEARTBEAT_SECS"));
+    let zero = informd(dir.path())
+        .arg("serve")
+        .env("INFORMD_OUTBOUND_QUEUE", "0")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("outbound_queue"));
+}

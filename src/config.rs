@@ -19,9 +19,9 @@ pub const DEV_JWT_SECRET: &str = "informd-development-secret-do-not-use-in-produ
 /// The development publisher key used when none is configured.
 pub const DEV_PUBLISH_KEY: &str = "informd-dev-publish-key";
 
-/// Every key the configuration accepts, shared by the TOML file and the environment.
-/// Kept as a list so that unknown `INFORMD_*` variables are ignored rather than fatal.
-pub const KEYS: &[&str] = &[
+/// Keys whose values are text. Their environment variables are taken verbatim (a secret
+/// `0123` stays `0123`), not parsed the way figment parses other values.
+pub const TEXT_KEYS: &[&str] = &[
     "listen",
     "database",
     "broker",
@@ -30,17 +30,21 @@ pub const KEYS: &[&str] = &[
     "jwt_public_key_file",
     "jwt_audience",
     "jwt_issuer",
-    "jwt_leeway_secs",
     "publish_keys",
     "allowed_origins",
-    "allow_anonymous",
     "cookie_name",
+    "topic_prefixes",
+];
+
+/// Keys whose values are numbers or booleans.
+pub const TYPED_KEYS: &[&str] = &[
+    "jwt_leeway_secs",
+    "allow_anonymous",
     "heartbeat_secs",
     "max_frame_bytes",
     "inbound_rate",
     "outbound_queue",
     "max_sessions_per_user",
-    "topic_prefixes",
     "topic_history_max",
     "topic_history_days",
     "retention_days",
@@ -53,6 +57,9 @@ pub const KEYS: &[&str] = &[
     "hub_shards",
     "demo",
 ];
+
+/// Most clock skew `jwt_leeway_secs` may allow.
+const MAX_LEEWAY_SECS: u64 = 3600;
 
 /// Everything informd can be told. Field docs are the config reference in README.md.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,7 +135,7 @@ pub struct Config {
     pub workers: usize,
     /// Hub shards (threads holding sessions); 0 means one per core.
     pub hub_shards: usize,
-    /// Serve the demo page at `/`.
+    /// Serve the demo page at `/` (reserved: the demo page is not built yet).
     pub demo: bool,
 }
 
@@ -188,7 +195,12 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("INFORMD_").only(KEYS));
+        for key in TEXT_KEYS {
+            if let Ok(value) = std::env::var(format!("INFORMD_{}", key.to_uppercase())) {
+                figment = figment.merge(Serialized::default(key, value));
+            }
+        }
+        figment = figment.merge(Env::prefixed("INFORMD_").only(TYPED_KEYS));
         for (key, value) in overrides {
             figment = figment.merge(Serialized::default(key, value));
         }
@@ -213,6 +225,11 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError(format!("{key} must be greater than 0")));
             }
+        }
+        if self.jwt_leeway_secs > MAX_LEEWAY_SECS {
+            return Err(ConfigError(format!(
+                "jwt_leeway_secs must be at most {MAX_LEEWAY_SECS}"
+            )));
         }
         match self.jwt_algorithm.as_str() {
             "HS256" => {}
@@ -392,6 +409,31 @@ mod tests {
     fn asymmetric_algorithms_need_a_key_file() {
         let err = Config::load(None, &[("jwt_algorithm", "RS256".into())]).unwrap_err();
         assert!(err.to_string().contains("jwt_public_key_file"));
+    }
+
+    #[test]
+    fn every_key_is_read_from_the_environment() {
+        let value = serde_json::to_value(Config::default()).unwrap();
+        let mut fields: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let mut known: Vec<&str> = TEXT_KEYS.iter().chain(TYPED_KEYS).copied().collect();
+        fields.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(fields, known);
+    }
+
+    #[test]
+    fn leeway_is_bounded() {
+        let config = Config {
+            jwt_leeway_secs: 100_000,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("jwt_leeway_secs must be at most"));
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub const MAX_TOPIC_BYTES: usize = 128;
 pub const MAX_BATCH: usize = 1000;
 /// Most recipients of one notification event.
 pub const MAX_RECIPIENTS: usize = 1000;
+/// Most notifications (event × recipient) one request may store: keeps one transaction, and
+/// so one commit's latency for everyone else, bounded.
+pub const MAX_NOTIFICATIONS_PER_REQUEST: usize = 10_000;
 
 /// An event as a publisher sent it, validated.
 #[derive(Debug, Clone)]
@@ -151,11 +154,28 @@ pub fn parse_events(body: &Value) -> Result<Vec<EventInput>, FieldError> {
                     format!("a batch holds at most {MAX_BATCH} events"),
                 ));
             }
-            items
+            let events = items
                 .iter()
                 .enumerate()
                 .map(|(i, item)| parse_event(item, &format!("[{i}].")))
-                .collect()
+                .collect::<Result<Vec<_>, _>>()?;
+            let notifications: usize = events
+                .iter()
+                .map(|e| match e {
+                    EventInput::Notification(n) => n.to.len(),
+                    EventInput::Broadcast(_) => 0,
+                })
+                .sum();
+            if notifications > MAX_NOTIFICATIONS_PER_REQUEST {
+                return Err(FieldError::new(
+                    "body",
+                    format!(
+                        "a request stores at most {MAX_NOTIFICATIONS_PER_REQUEST} notifications \
+                         (events × recipients); this one has {notifications}"
+                    ),
+                ));
+            }
+            Ok(events)
         }
         other => Ok(vec![parse_event(other, "")?]),
     }
@@ -313,6 +333,11 @@ mod tests {
         assert_eq!(err.field, "colour");
         let err = parse_events(&json!([])).unwrap_err();
         assert_eq!(err.field, "body");
+        let many: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+        let batch: Vec<Value> = (0..11).map(|_| json!({"to": many, "kind": "x"})).collect();
+        let err = parse_events(&Value::Array(batch)).unwrap_err();
+        assert_eq!(err.field, "body");
+        assert!(err.message.contains("11000"));
     }
 
     #[test]

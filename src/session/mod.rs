@@ -144,8 +144,8 @@ impl Session {
         let mut expiry: Pin<Box<Sleep>> = Box::pin(sleep_until(self.expiry_instant()));
         let signal = self.signal.clone();
         loop {
+            // Unbiased: a busy queue must not starve the client's frames, nor the reverse.
             let result = tokio::select! {
-                biased;
                 code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
                 item = queue.recv() => match item {
                     Some(item) => self.outbound(item).await,

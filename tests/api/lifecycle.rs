@@ -367,8 +367,8 @@ async fn configuration_layers_file_then_environment() {
         .arg("--config")
         .arg(&file)
         .env("INFORMD_HEARTBEAT_SECS", "9")
-        // A secret that looks like a number is still a secret.
-        .env("INFORMD_JWT_SECRET", "1234567890");
+        // A secret that looks like a number is still a secret, leading zero and all.
+        .env("INFORMD_JWT_SECRET", "01234567890");
     let daemon = Daemon::start(command);
     let response = reqwest::Client::new()
         .post(daemon.url("/publish"))
@@ -380,7 +380,7 @@ async fn configuration_layers_file_then_environment() {
     assert_eq!(response.status(), 200, "the file's key works");
     assert!(dir.path().join("layered.db").exists());
     let mut config = crate::helpers::test_config(Path::new("unused.db"));
-    config.jwt_secret = Some("1234567890".to_string().into());
+    config.jwt_secret = Some("01234567890".to_string().into());
     let token = informd::auth::mint(&config, "1", 60, vec![], None).unwrap();
     let url = format!("ws://127.0.0.1:{}/inform?token={token}", daemon.port);
     let mut client = Client::connect(&url, &[]).await.expect("env secret wins");

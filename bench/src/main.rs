@@ -1,0 +1,182 @@
+//! informd-bench: a load generator that drives a running informd through its public API only,
+//! as browsers (WebSocket sessions) and backend services (`POST /publish`) would.
+//!
+//! Scenarios: `idle` (hold sessions, measure the server's memory per session), `fanout`
+//! (`global` broadcasts to every session) and `targeted` (notifications to random users).
+//! Every scenario checks that each delivery arrived exactly once, prints its figures, exits
+//! non-zero if a connection failed or a delivery was lost or doubled, and prints one JSON
+//! summary line last.
+
+mod clients;
+mod fanout;
+mod idle;
+mod probe;
+mod publisher;
+mod report;
+mod targeted;
+
+use std::net::Ipv4Addr;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "informd-bench", about = "Load generator for informd")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+/// Settings every scenario shares.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Base URL of the informd server.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// HS256 secret the server verifies user tokens with.
+    #[arg(
+        long,
+        global = true,
+        env = "INFORMD_JWT_SECRET",
+        hide_env_values = true,
+        default_value = "informd-development-secret-do-not-use-in-production"
+    )]
+    pub secret: String,
+    /// Publisher key.
+    #[arg(
+        long,
+        global = true,
+        env = "INFORMD_PUBLISH_KEY",
+        hide_env_values = true,
+        default_value = "informd-dev-publish-key"
+    )]
+    pub key: String,
+    /// Spread client sockets over these loopback addresses, e.g. `127.0.0.2-127.0.0.40`.
+    #[arg(long, global = true, value_parser = parse_ip_range)]
+    pub source_ips: Option<IpRange>,
+    /// PID of the server, to read its memory from /proc.
+    #[arg(long, global = true)]
+    pub pid: Option<u32>,
+    /// Handshakes in flight at once while connecting.
+    #[arg(long, global = true, default_value_t = 200)]
+    pub connect_concurrency: usize,
+    /// Seconds to wait for outstanding deliveries once publishing is done.
+    #[arg(long, global = true, default_value_t = 30)]
+    pub drain_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Hold N authenticated sessions open; report the server's RSS growth per session.
+    Idle {
+        #[arg(long)]
+        clients: usize,
+        /// Seconds to hold the sessions before checking they are all still alive.
+        #[arg(long, default_value_t = 5)]
+        hold: u64,
+    },
+    /// Broadcast E events on `global` to N sessions at R events/s (0: unpaced).
+    Fanout {
+        #[arg(long)]
+        clients: usize,
+        #[arg(long)]
+        events: usize,
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+    },
+    /// Notify random connected users E times at R notifications/s (0: unpaced).
+    Targeted {
+        #[arg(long)]
+        clients: usize,
+        #[arg(long)]
+        events: usize,
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Events per `POST /publish` (1: a single object, more: an array).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Publish requests in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+}
+
+/// An inclusive range of IPv4 addresses.
+#[derive(Debug, Clone)]
+pub struct IpRange(pub Vec<Ipv4Addr>);
+
+fn parse_ip_range(text: &str) -> Result<IpRange, String> {
+    let (first, last) = text.split_once('-').unwrap_or((text, text));
+    let first: Ipv4Addr = first.trim().parse().map_err(|e| format!("{first}: {e}"))?;
+    let last: Ipv4Addr = last.trim().parse().map_err(|e| format!("{last}: {e}"))?;
+    let (a, b) = (u32::from(first), u32::from(last));
+    if b < a || b - a > 65_535 {
+        return Err("the range must run upwards and hold at most 65536 addresses".into());
+    }
+    Ok(IpRange((a..=b).map(Ipv4Addr::from).collect()))
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("informd-bench: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("informd-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the scenario; `Ok(false)` when it ran but something was lost, doubled or refused.
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).context("raising the open-file limit")?;
+    eprintln!("open-file limit: {limit}");
+    let needed = match &cli.scenario {
+        Scenario::Idle { clients, .. }
+        | Scenario::Fanout { clients, .. }
+        | Scenario::Targeted { clients, .. } => *clients as u64,
+    };
+    if needed + 64 > limit {
+        bail!("{needed} clients need more open files than the limit of {limit}");
+    }
+    let summary = match cli.scenario {
+        Scenario::Idle { clients, hold } => idle::run(&cli.common, clients, hold).await?,
+        Scenario::Fanout {
+            clients,
+            events,
+            rate,
+        } => fanout::run(&cli.common, clients, events, rate).await?,
+        Scenario::Targeted {
+            clients,
+            events,
+            rate,
+            batch,
+            concurrency,
+        } => {
+            let shape = targeted::Shape {
+                clients,
+                events,
+                rate,
+                batch: batch.max(1),
+                concurrency: concurrency.max(1),
+            };
+            targeted::run(&cli.common, shape).await?
+        }
+    };
+    let ok = summary.ok();
+    println!("{}", summary.json());
+    Ok(ok)
+}

@@ -46,6 +46,36 @@ async fn pages_come_newest_first_with_a_cursor() {
 }
 
 #[tokio::test]
+async fn stored_objects_come_back_exactly_as_published() {
+    let app = spawn_app().await;
+    let actor = r#"{"id":"7","name":"Zoë \"z\" <b>","score":1.50,"big":123456789012345678901}"#;
+    let body = format!(
+        r#"{{"to":"1","kind":"like","actor":{actor},"data":{{"nested":{{"a":[1,2,{{}}]}}}}}}"#
+    );
+    let response = app
+        .http
+        .post(app.url("/publish"))
+        .bearer_auth(crate::helpers::PUBLISH_KEY)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = app
+        .get_as("1", "/api/notifications")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(actor), "{text}");
+    assert!(
+        text.contains(r#""data":{"nested":{"a":[1,2,{}]}}"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn reading_by_ids_up_to_and_all_updates_the_badge_and_live_sessions() {
     let app = spawn_app().await;
     let (mut tab, _) = app.connect_user("1", "").await;

@@ -1,0 +1,333 @@
+//! The SQLite store: one file in WAL mode, one writer, a small pool of readers.
+//!
+//! SQLite takes one writer at a time, so every write goes through a single writer task
+//! ([`writer`]) that commits whatever is queued as one transaction: group commit, one fsync for
+//! many publishes. Because that one task commits in order, it also hands committed changes to
+//! the listener in order. Reads (replay, inbox pages, badges) use separate read-only
+//! connections and never wait for the writer.
+
+mod writer;
+mod writes;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay,
+    RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
+};
+use crate::model::{now_millis, rfc3339_millis, Broadcast, Notification};
+use writer::{Reply, Work, WriteOp};
+
+/// Operations waiting for the writer; more than this many queued publishes back-pressure the
+/// HTTP handlers (they await a slot) instead of growing memory without bound.
+const WRITE_QUEUE: usize = 4096;
+/// Most read connections.
+const READERS: u32 = 4;
+
+/// Columns of a notification row, in the order [`notification_from_row`] reads them.
+const NOTIFICATION_COLUMNS: &str = "id, seq, kind, actor, subject, data, created_at, read";
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    readers: SqlitePool,
+    writer: mpsc::Sender<WriteOp>,
+}
+
+fn connect_options(database: &str) -> Result<SqliteConnectOptions, StoreError> {
+    let options = if database.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(database)?
+    } else {
+        SqliteConnectOptions::new().filename(database)
+    };
+    Ok(options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a commit is on disk before a publish is answered.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10)))
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database and starts the writer.
+    pub async fn open(
+        database: &str,
+        listener: Arc<dyn CommitListener>,
+    ) -> Result<SqliteStore, StoreError> {
+        let options = connect_options(database)?;
+        let mut writer_conn = SqliteConnection::connect_with(&options).await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&mut writer_conn)
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options.read_only(true))
+            .await?;
+        let (writer, queue) = mpsc::channel(WRITE_QUEUE);
+        tokio::spawn(writer::run(writer_conn, queue, listener));
+        Ok(SqliteStore { readers, writer })
+    }
+
+    /// Creates the database if needed and applies migrations.
+    pub async fn migrate_only(database: &str) -> Result<(), StoreError> {
+        let mut conn = SqliteConnection::connect_with(&connect_options(database)?).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// Queues `work` for the writer and waits for its result.
+    async fn submit<T>(
+        &self,
+        work: Work,
+        reply: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Reply,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let op = WriteOp {
+            work,
+            reply: reply(tx),
+        };
+        self.writer.send(op).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn raw_json(text: Option<String>) -> Option<Box<RawValue>> {
+    text.and_then(|t| RawValue::from_string(t).ok())
+}
+
+fn notification_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Notification, sqlx::Error> {
+    Ok(Notification {
+        id: row.try_get(0)?,
+        seq: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        actor: raw_json(row.try_get(3)?),
+        subject: raw_json(row.try_get(4)?),
+        data: raw_json(row.try_get(5)?),
+        created_at: rfc3339_millis(row.try_get(6)?),
+        read: row.try_get::<i64, _>(7)? != 0,
+    })
+}
+
+/// Which part of a stream a replay reads, given the stream's latest seq.
+struct ReplayWindow {
+    /// Read seqs greater than this.
+    after: i64,
+    /// Whether every missed event fits in the window.
+    whole: bool,
+}
+
+fn replay_window(after: i64, latest: i64, limit: u64) -> ReplayWindow {
+    let limit = limit as i64;
+    if latest - after > limit {
+        ReplayWindow {
+            after: latest - limit,
+            whole: false,
+        }
+    } else {
+        ReplayWindow { after, whole: true }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn publish(&self, request: PublishRequest) -> Result<PublishOutcome, StoreError> {
+        self.submit(Work::Publish(request), Reply::Publish).await
+    }
+
+    async fn mark_read(&self, user: &str, selector: ReadSelector) -> Result<i64, StoreError> {
+        let work = Work::MarkRead(user.to_string(), selector);
+        self.submit(work, Reply::MarkRead).await
+    }
+
+    async fn user_state(&self, user: &str) -> Result<UserState, StoreError> {
+        let row = sqlx::query("SELECT unread, last_seq FROM user_state WHERE user_id = ?1")
+            .bind(user)
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(match row {
+            Some(row) => UserState {
+                unread: row.try_get(0)?,
+                seq: row.try_get(1)?,
+            },
+            None => UserState::default(),
+        })
+    }
+
+    async fn notifications_after(
+        &self,
+        user: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<Replay<Notification>, StoreError> {
+        // One read transaction: the latest seq and the rows come from the same snapshot.
+        let mut tx = self.readers.begin().await?;
+        let latest: i64 = sqlx::query_scalar("SELECT last_seq FROM user_state WHERE user_id = ?1")
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0);
+        if after >= latest {
+            return Ok(Replay {
+                items: Vec::new(),
+                complete: after == latest,
+                latest,
+            });
+        }
+        let window = replay_window(after, latest, limit);
+        let rows = sqlx::query(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+             WHERE user_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq"
+        ))
+        .bind(user)
+        .bind(window.after)
+        .bind(latest)
+        .fetch_all(&mut *tx)
+        .await?;
+        let items = rows
+            .iter()
+            .map(notification_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let complete = window.whole && items.len() as i64 == latest - after;
+        Ok(Replay {
+            items,
+            complete,
+            latest,
+        })
+    }
+
+    async fn broadcasts_after(
+        &self,
+        topic: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<Replay<Broadcast>, StoreError> {
+        let mut tx = self.readers.begin().await?;
+        let latest: i64 = sqlx::query_scalar("SELECT last_seq FROM topic_state WHERE topic = ?1")
+            .bind(topic)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0);
+        if after >= latest {
+            return Ok(Replay {
+                items: Vec::new(),
+                complete: after == latest,
+                latest,
+            });
+        }
+        let window = replay_window(after, latest, limit);
+        let rows = sqlx::query(
+            "SELECT id, seq, data, created_at FROM broadcasts \
+             WHERE topic = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+        )
+        .bind(topic)
+        .bind(window.after)
+        .bind(latest)
+        .fetch_all(&mut *tx)
+        .await?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(Broadcast {
+                    id: row.try_get(0)?,
+                    topic: topic.to_string(),
+                    seq: row.try_get(1)?,
+                    data: raw_json(row.try_get(2)?),
+                    created_at: rfc3339_millis(row.try_get(3)?),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let complete = window.whole && items.len() as i64 == latest - after;
+        Ok(Replay {
+            items,
+            complete,
+            latest,
+        })
+    }
+
+    async fn topic_seq(&self, topic: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT last_seq FROM topic_state WHERE topic = ?1")
+                .bind(topic)
+                .fetch_optional(&self.readers)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    async fn list_notifications(
+        &self,
+        user: &str,
+        before: Option<i64>,
+        limit: u64,
+        unread_only: bool,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let unread_clause = if unread_only { "AND read = 0" } else { "" };
+        let rows = sqlx::query(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+             WHERE user_id = ?1 AND seq < ?2 {unread_clause} ORDER BY seq DESC LIMIT ?3"
+        ))
+        .bind(user)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit as i64)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(notification_from_row)
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    async fn idempotency(&self, key: &str) -> Result<Option<StoredIdempotency>, StoreError> {
+        let row = sqlx::query(
+            "SELECT body_hash, ids, recipients, online_sessions FROM idempotency_keys \
+             WHERE key = ?1 AND expires_at > ?2",
+        )
+        .bind(key)
+        .bind(now_millis())
+        .fetch_optional(&self.readers)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let ids: String = row.try_get(1)?;
+        Ok(Some(StoredIdempotency {
+            body_hash: row.try_get(0)?,
+            outcome: PublishOutcome {
+                ids: serde_json::from_str(&ids).unwrap_or_default(),
+                recipients: row.try_get::<i64, _>(2)? as usize,
+                online_sessions: row.try_get::<i64, _>(3)? as usize,
+            },
+        }))
+    }
+
+    async fn prune(&self, policy: RetentionPolicy) -> Result<PruneReport, StoreError> {
+        self.submit(Work::Prune(policy), Reply::Prune).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_window_keeps_the_newest_when_too_much_was_missed() {
+        let w = replay_window(10, 15, 100);
+        assert_eq!((w.after, w.whole), (10, true));
+        let w = replay_window(0, 5000, 1000);
+        assert_eq!((w.after, w.whole), (4000, false));
+    }
+}

@@ -1,0 +1,166 @@
+//! The single writer: takes whatever is queued, runs it as one transaction, commits (one
+//! fsync for all of it), hands the committed changes to the listener in order, then answers
+//! each caller.
+//!
+//! Consecutive publishes in the queue are merged into one run of set-based statements (see
+//! [`super::writes`]), so a group of 16 single-event publishes costs about as many statements
+//! as one. Reads-marking and pruning keep their place in the queue order, so "mark all read"
+//! never covers a notification queued after it.
+
+use std::sync::Arc;
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::writes;
+use crate::store::{
+    Change, CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
+    RetentionPolicy, StoreError,
+};
+
+/// Most notifications and broadcasts committed in one group; bounds one commit's latency.
+const GROUP_WEIGHT: usize = 5000;
+
+/// A unit of work for the writer.
+pub enum Work {
+    Publish(PublishRequest),
+    MarkRead(String, ReadSelector),
+    Prune(RetentionPolicy),
+}
+
+/// Where the result of a [`Work`] goes.
+pub enum Reply {
+    Publish(oneshot::Sender<Result<PublishOutcome, StoreError>>),
+    MarkRead(oneshot::Sender<Result<i64, StoreError>>),
+    Prune(oneshot::Sender<Result<PruneReport, StoreError>>),
+}
+
+/// The result of a [`Work`], before it is sent.
+pub enum Output {
+    Publish(Result<PublishOutcome, StoreError>),
+    Unread(i64),
+    Prune(PruneReport),
+}
+
+/// Work and where its answer goes.
+pub struct WriteOp {
+    pub work: Work,
+    pub reply: Reply,
+}
+
+impl Work {
+    /// How much this adds to a group: rows it will write, roughly.
+    fn weight(&self) -> usize {
+        match self {
+            Work::Publish(request) => request
+                .events
+                .iter()
+                .map(|e| match e {
+                    crate::model::EventInput::Notification(n) => n.to.len(),
+                    crate::model::EventInput::Broadcast(_) => 1,
+                })
+                .sum(),
+            _ => 1,
+        }
+    }
+}
+
+impl Reply {
+    /// Sends `result`. Each [`Work`] produces the [`Output`] of its own kind, so the
+    /// mismatched arms only guard against a bug here.
+    fn send(self, result: Result<Output, StoreError>) {
+        // A caller that went away (client disconnected) no longer needs the answer.
+        match (self, result) {
+            (Reply::Publish(tx), Ok(Output::Publish(r))) => drop(tx.send(r)),
+            (Reply::MarkRead(tx), Ok(Output::Unread(u))) => drop(tx.send(Ok(u))),
+            (Reply::Prune(tx), Ok(Output::Prune(p))) => drop(tx.send(Ok(p))),
+            (Reply::Publish(tx), _) => drop(tx.send(Err(StoreError::Closed))),
+            (Reply::MarkRead(tx), _) => drop(tx.send(Err(StoreError::Closed))),
+            (Reply::Prune(tx), _) => drop(tx.send(Err(StoreError::Closed))),
+        }
+    }
+}
+
+/// The writer loop; ends when every sender is gone.
+pub async fn run(
+    mut conn: SqliteConnection,
+    mut queue: mpsc::Receiver<WriteOp>,
+    listener: Arc<dyn CommitListener>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut weight = first.work.weight();
+        let mut ops = vec![first];
+        while weight < GROUP_WEIGHT {
+            match queue.try_recv() {
+                Ok(op) => {
+                    weight += op.work.weight();
+                    ops.push(op);
+                }
+                Err(_) => break,
+            }
+        }
+        let (works, replies): (Vec<Work>, Vec<Reply>) =
+            ops.into_iter().map(|op| (op.work, op.reply)).unzip();
+        let mut changes = Vec::new();
+        match commit_group(&mut conn, &works, &mut changes).await {
+            Ok(outputs) => {
+                if !changes.is_empty() {
+                    listener.committed(changes);
+                }
+                for (reply, output) in replies.into_iter().zip(outputs) {
+                    reply.send(Ok(output));
+                }
+            }
+            Err(e) => {
+                log::error!("store: a write transaction failed: {e}");
+                for reply in replies {
+                    reply.send(Err(StoreError::Closed));
+                }
+            }
+        }
+    }
+    log::debug!("store writer stopped");
+}
+
+/// Runs the works in one transaction, in queue order, merging consecutive publishes.
+/// Any database error rolls the whole group back.
+async fn commit_group(
+    conn: &mut SqliteConnection,
+    works: &[Work],
+    changes: &mut Vec<Change>,
+) -> Result<Vec<Output>, StoreError> {
+    let mut tx = conn.begin().await?;
+    let mut outputs = Vec::with_capacity(works.len());
+    let mut index = 0;
+    while index < works.len() {
+        let run: Vec<&PublishRequest> = works[index..]
+            .iter()
+            .map_while(|w| match w {
+                Work::Publish(request) => Some(request),
+                _ => None,
+            })
+            .collect();
+        if !run.is_empty() {
+            index += run.len();
+            let results = writes::publish_run(&mut tx, &run, changes).await?;
+            outputs.extend(results.into_iter().map(Output::Publish));
+            continue;
+        }
+        outputs.push(match &works[index] {
+            Work::MarkRead(user, selector) => {
+                Output::Unread(writes::mark_read(&mut tx, user, selector, changes).await?)
+            }
+            Work::Prune(policy) => Output::Prune(writes::prune(&mut tx, *policy, changes).await?),
+            Work::Publish(_) => unreachable_publish(),
+        });
+        index += 1;
+    }
+    tx.commit().await?;
+    Ok(outputs)
+}
+
+/// Publishes are taken by the run above; this arm exists only to keep the match total.
+fn unreachable_publish() -> Output {
+    Output::Publish(Err(StoreError::Closed))
+}

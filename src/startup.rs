@@ -75,7 +75,7 @@ impl Application {
         };
         let hub = Hub::start(shards, config.max_sessions_per_user);
         let broker = broker::open(&config.broker, hub.clone())?;
-        let store = store::open(&config.database, Arc::new(Fanout::new(broker.clone()))).await?;
+        let store = store::open(&config.database, Arc::new(Fanout::start(broker.clone()))).await?;
         let publisher = Publisher::new(&config, store.clone());
         let state = AppState::new(config.clone(), store, hub, broker, verifier, publisher);
         retention::spawn(state.store.clone(), &config);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytestring::ByteString;
+use tokio::sync::mpsc;
 
 use crate::hub::Hub;
 use crate::protocol;
@@ -79,20 +80,34 @@ pub trait Broker: Send + Sync + 'static {
 }
 
 /// The store's [`CommitListener`]: turns committed changes into deliveries for the broker.
+///
+/// Serialising the frames happens on a thread of its own, fed in commit order through a
+/// channel, so the store's writer can start the next transaction at once instead of
+/// formatting thousands of frames first.
 pub struct Fanout {
-    broker: Arc<dyn Broker>,
+    changes: mpsc::UnboundedSender<Vec<Change>>,
 }
 
 impl Fanout {
-    pub fn new(broker: Arc<dyn Broker>) -> Fanout {
-        Fanout { broker }
+    /// Starts the fan-out thread. Must run inside an actix system.
+    pub fn start(broker: Arc<dyn Broker>) -> Fanout {
+        let (changes, mut queue) = mpsc::unbounded_channel::<Vec<Change>>();
+        let arbiter = actix::Arbiter::new();
+        arbiter.spawn(async move {
+            while let Some(batch) = queue.recv().await {
+                let deliveries = batch.iter().map(Delivery::from_change).collect();
+                broker.publish(deliveries);
+            }
+        });
+        Fanout { changes }
     }
 }
 
 impl CommitListener for Fanout {
     fn committed(&self, changes: Vec<Change>) {
-        let deliveries = changes.iter().map(Delivery::from_change).collect();
-        self.broker.publish(deliveries);
+        if self.changes.send(changes).is_err() {
+            log::warn!("fan-out thread is gone; committed events reach sessions on resume only");
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
@@ -16,6 +17,28 @@ use crate::store::{
     Change, IdempotencyRecord, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
     RetentionPolicy, StoreError,
 };
+
+/// A notification row as it travels to `json_each`; the JSON objects go as strings so that
+/// SQLite stores their text exactly as published.
+#[derive(Serialize)]
+struct NotificationRow<'a> {
+    i: i64,
+    u: &'a str,
+    s: i64,
+    k: &'a str,
+    a: Option<&'a str>,
+    b: Option<&'a str>,
+    d: Option<&'a str>,
+}
+
+/// A broadcast row as it travels to `json_each`.
+#[derive(Serialize)]
+struct BroadcastRow<'a> {
+    i: i64,
+    t: &'a str,
+    s: i64,
+    d: Option<&'a str>,
+}
 
 /// A stream (user or topic) touched by a run: how many events it gets, and where it stood.
 #[derive(Default, Clone, Copy)]
@@ -39,6 +62,10 @@ fn count<'a>(keys: impl Iterator<Item = &'a str>) -> (Vec<&'a str>, HashMap<&'a 
         stream.added += 1;
     }
     (order, streams)
+}
+
+fn to_json<T: Serialize>(rows: &T) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Database(sqlx::Error::Encode(e.into())))
 }
 
 /// Whether `key` is held by a live (unexpired) idempotency record.
@@ -198,12 +225,15 @@ pub async fn publish_run(
                         next_id += 1;
                         stream.next_seq += 1;
                         stream.next_unread += 1;
-                        notification_rows.push(json!({
-                            "i": id, "u": user, "s": seq, "k": n.kind,
-                            "a": n.actor.as_ref().map(|v| v.get()),
-                            "b": n.subject.as_ref().map(|v| v.get()),
-                            "d": n.data.as_ref().map(|v| v.get()),
-                        }));
+                        notification_rows.push(NotificationRow {
+                            i: id,
+                            u: user,
+                            s: seq,
+                            k: &n.kind,
+                            a: n.actor.as_ref().map(|v| v.get()),
+                            b: n.subject.as_ref().map(|v| v.get()),
+                            d: n.data.as_ref().map(|v| v.get()),
+                        });
                         ids.push(id);
                         recipients += 1;
                         changes.push(Change::Notified {
@@ -229,9 +259,12 @@ pub async fn publish_run(
                     let (id, seq) = (next_id, stream.next_seq);
                     next_id += 1;
                     stream.next_seq += 1;
-                    broadcast_rows.push(json!({
-                        "i": id, "t": b.topic, "s": seq, "d": b.data.as_ref().map(|v| v.get()),
-                    }));
+                    broadcast_rows.push(BroadcastRow {
+                        i: id,
+                        t: &b.topic,
+                        s: seq,
+                        d: b.data.as_ref().map(|v| v.get()),
+                    });
                     ids.push(id);
                     changes.push(Change::Broadcast(Broadcast {
                         id,
@@ -261,7 +294,7 @@ pub async fn publish_run(
                     value ->> 'a', value ->> 'b', value ->> 'd', ?2 \
              FROM json_each(?1)",
         )
-        .bind(Value::Array(notification_rows).to_string())
+        .bind(to_json(&notification_rows)?)
         .bind(now)
         .execute(&mut *conn)
         .await?;
@@ -272,7 +305,7 @@ pub async fn publish_run(
              SELECT value ->> 'i', value ->> 't', value ->> 's', value ->> 'd', ?2 \
              FROM json_each(?1)",
         )
-        .bind(Value::Array(broadcast_rows).to_string())
+        .bind(to_json(&broadcast_rows)?)
         .bind(now)
         .execute(&mut *conn)
         .await?;

@@ -12,6 +12,8 @@ use crate::model::{Broadcast, Notification};
 
 /// Close codes, each telling the client what to do next.
 pub mod close {
+    /// The client said goodbye (answering its close frame).
+    pub const NORMAL: u16 = 1000;
     /// The server is shutting down: reconnect (elsewhere) with `since`.
     pub const GOING_AWAY: u16 = 1001;
     /// The client broke a rule (kept sending bad frames, refreshed with another user's
@@ -23,6 +25,8 @@ pub mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The session's token expired without a `refresh`: get a new token, then reconnect.
     pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The client sent something that is not valid WebSocket (or text that is not UTF-8).
+    pub const PROTOCOL_ERROR: u16 = 1002;
     /// The client stopped answering pings.
     pub const IDLE: u16 = 4002;
 }

@@ -6,13 +6,10 @@
 //! stop accepting, refuse new publishes, close every session with 1001, let in-flight requests
 //! finish within `shutdown_grace_secs`, return.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
-use actix_web::middleware::Logger;
-use actix_web::{web, App, HttpServer};
+use actix_server::Server;
 use tokio::sync::Notify;
 
 use crate::auth::Verifier;
@@ -22,7 +19,7 @@ use crate::hub::Hub;
 use crate::protocol::close;
 use crate::publish::Publisher;
 use crate::state::AppState;
-use crate::{http, retention, store};
+use crate::{retention, server, store};
 
 /// A built, bound server that has not started serving yet.
 pub struct Application {
@@ -80,7 +77,7 @@ impl Application {
         let state = AppState::new(config.clone(), store, hub, broker, verifier, publisher);
         retention::spawn(state.store.clone(), &config);
 
-        let listener = TcpListener::bind(&config.listen)
+        let listener = server::bind(&config.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let address = listener.local_addr()?;
         let port = address.port();
@@ -88,20 +85,7 @@ impl Application {
             0 => cores(),
             n => n,
         };
-        let data = web::Data::new(state.clone());
-        let routes_state = state.clone();
-        let server = HttpServer::new(move || {
-            let routes_state = routes_state.clone();
-            App::new()
-                .app_data(data.clone())
-                .wrap(access_log())
-                .configure(move |cfg| http::routes(cfg, &routes_state))
-        })
-        .workers(workers)
-        .disable_signals()
-        .shutdown_timeout(config.shutdown_grace_secs)
-        .listen(listener)?
-        .run();
+        let server = server::build(listener, workers, config.shutdown_grace_secs, state.clone())?;
         log::info!(
             "informd listening on {address} (database {}, broker {}, {workers} workers, {shards} hub shards)",
             describe_database(&config.database),
@@ -147,12 +131,6 @@ impl Application {
         log::info!("informd stopped");
         Ok(())
     }
-}
-
-/// The access log: method, path without the query string (it may hold a token), status.
-fn access_log() -> Logger {
-    Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
-        .custom_request_replace("method", |req| req.method().to_string())
 }
 
 /// The database for the log, without a password.

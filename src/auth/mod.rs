@@ -9,4 +9,4 @@ mod token;
 pub use jwt::{mint, now_secs, Audience, AuthError, Claims, Identity, Verifier};
 pub use origin::{host_of, origin_allowed, origin_matches};
 pub use publisher::PublisherKeys;
-pub use token::{token_from_request, url_query_value};
+pub use token::{token_from_parts, token_from_request, url_query_value};

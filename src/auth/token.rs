@@ -1,6 +1,7 @@
 //! Where a user's token travels: `Authorization: Bearer`, then the `token` query parameter
 //! (WebSocket handshakes only: browsers cannot set headers there), then the configured cookie.
 
+use actix_web::cookie::Cookie;
 use actix_web::http::header;
 use actix_web::HttpRequest;
 
@@ -11,8 +12,22 @@ pub fn token_from_request(
     cookie_name: &str,
     query_allowed: bool,
 ) -> Option<String> {
-    if let Some(token) = req
-        .headers()
+    token_from_parts(
+        req.headers(),
+        req.query_string(),
+        cookie_name,
+        query_allowed,
+    )
+}
+
+/// [`token_from_request`] for a request given as its headers and query string.
+pub fn token_from_parts(
+    headers: &header::HeaderMap,
+    query: &str,
+    cookie_name: &str,
+    query_allowed: bool,
+) -> Option<String> {
+    if let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -22,13 +37,18 @@ pub fn token_from_request(
         return Some(token.to_string());
     }
     if query_allowed {
-        let token = url_query_value(req.query_string(), "token");
+        let token = url_query_value(query, "token");
         if token.is_some() {
             return token;
         }
     }
-    req.cookie(cookie_name)
-        .map(|c| c.value().to_string())
+    headers
+        .get_all(header::COOKIE)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| Cookie::parse(pair.trim()).ok())
+        .find(|cookie| cookie.name() == cookie_name)
+        .map(|cookie| cookie.value().to_string())
         .filter(|t| !t.is_empty())
 }
 

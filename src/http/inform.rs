@@ -1,30 +1,58 @@
-//! `GET /inform`: the WebSocket handshake. Everything that can be refused is refused here,
-//! before the upgrade, with a JSON error: origin (403), token (401), `since` (400), too many
-//! sessions (429), shutting down (503). Then the session is registered with the hub and its
-//! loop spawned.
+//! `/inform`: the WebSocket handshake. Everything that can be refused is refused here, before
+//! the upgrade, with a JSON error: origin (403), token (401), `since` (400), too many sessions
+//! (429), shutting down (503). Then the session is registered with the hub and its loop runs
+//! on the connection.
+//!
+//! Handshakes arrive from the front door ([`crate::server`]) with the raw TCP stream; a
+//! request to `/inform` that is not a WebSocket handshake reaches the HTTP application and
+//! gets 426 from [`not_a_handshake`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::check_origin;
-use crate::auth::{token_from_request, url_query_value};
+use crate::auth::{origin_allowed, token_from_parts, url_query_value, Identity};
 use crate::error::ApiError;
 use crate::hub::{RegisterError, SessionHandle, SessionSignal};
 use crate::session::{self, SessionStart};
 use crate::state::AppState;
+use crate::ws::handshake::{refusal, Handshake};
+use crate::ws::WsConnection;
 
-pub async fn handshake(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+/// How long writing a handshake answer may take.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+/// `GET /inform` without a WebSocket handshake.
+pub async fn not_a_handshake() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::UpgradeRequired(
+        "send a WebSocket handshake (Upgrade: websocket, Sec-WebSocket-Version: 13)".into(),
+    ))
+}
+
+/// What a successful handshake check yields.
+struct Admitted {
+    identity: Option<Identity>,
+    since: Option<i64>,
+}
+
+/// The checks, in the order the protocol documents.
+fn admit(state: &AppState, handshake: &Handshake) -> Result<Admitted, ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
-    check_origin(&state, &req)?;
-    let identity = match token_from_request(&req, &state.config.cookie_name, true) {
+    if !origin_allowed(&state.config.allowed_origins, &handshake.headers) {
+        return Err(ApiError::ForbiddenOrigin);
+    }
+    let token = token_from_parts(
+        &handshake.headers,
+        &handshake.query,
+        &state.config.cookie_name,
+        true,
+    );
+    let identity = match token {
         Some(token) => Some(state.verifier.verify(&token)?),
         None if state.config.allow_anonymous => None,
         None => {
@@ -33,7 +61,7 @@ pub async fn handshake(
             ))
         }
     };
-    let since = match url_query_value(req.query_string(), "since") {
+    let since = match url_query_value(&handshake.query, "since") {
         None => None,
         Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or(
             ApiError::InvalidQuery {
@@ -42,41 +70,80 @@ pub async fn handshake(
             },
         )?),
     };
-    let (response, ws, stream) =
-        actix_ws::handle(&req, body).map_err(|e| ApiError::UpgradeRequired(e.to_string()))?;
-    let stream = stream.max_frame_size(state.config.max_frame_bytes);
+    Ok(Admitted { identity, since })
+}
+
+async fn answer(io: &mut TcpStream, bytes: &[u8]) -> bool {
+    matches!(
+        tokio::time::timeout(ANSWER_WAIT, io.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn refuse(mut io: TcpStream, error: ApiError) {
+    log::info!(
+        "\"GET /inform\" {} ({})",
+        error_status(&error),
+        error.code()
+    );
+    if answer(&mut io, &refusal(&error)).await {
+        let _ = tokio::time::timeout(ANSWER_WAIT, io.shutdown()).await;
+    }
+}
+
+fn error_status(error: &ApiError) -> u16 {
+    actix_web::ResponseError::status_code(error).as_u16()
+}
+
+/// Serves a WebSocket handshake whose head has been consumed from `io`.
+pub async fn accept(mut io: TcpStream, handshake: Handshake, state: AppState) {
+    let admitted = match admit(&state, &handshake) {
+        Ok(admitted) => admitted,
+        Err(error) => return refuse(io, error).await,
+    };
     let (queue_tx, queue_rx) = mpsc::channel(state.config.outbound_queue);
     let signal = Arc::new(SessionSignal::default());
     let id = state.next_session_id();
-    let user = identity.as_ref().map(|i| Arc::<str>::from(i.user.as_str()));
-    state
+    let user = admitted
+        .identity
+        .as_ref()
+        .map(|i| Arc::<str>::from(i.user.as_str()));
+    let registered = state
         .hub
         .register(SessionHandle {
             id,
-            user,
+            user: user.clone(),
             queue: queue_tx,
             signal: signal.clone(),
         })
-        .await
-        .map_err(|e| match e {
+        .await;
+    if let Err(e) = registered {
+        let error = match e {
             RegisterError::TooManySessions(n) => ApiError::TooManySessions(n),
             RegisterError::ShuttingDown => ApiError::ShuttingDown,
-        })?;
+        };
+        return refuse(io, error).await;
+    }
+    if !answer(&mut io, &handshake.accept()).await {
+        state.hub.unregister(id, user.as_deref());
+        return;
+    }
     log::debug!(
-        "session {id} open ({})",
-        if identity.is_some() {
+        "\"GET /inform\" 101: session {id} ({})",
+        if admitted.identity.is_some() {
             "user"
         } else {
             "anonymous"
         }
     );
+    let _ = io.set_nodelay(true);
+    let connection = WsConnection::new(io, state.config.max_frame_bytes);
     let start = SessionStart {
         id,
-        identity,
-        since,
+        identity: admitted.identity,
+        since: admitted.since,
         queue: queue_rx,
         signal,
     };
-    actix_web::rt::spawn(session::run(state.get_ref().clone(), ws, stream, start));
-    Ok(response)
+    session::run(state, connection, start).await;
 }

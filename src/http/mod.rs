@@ -2,7 +2,7 @@
 
 mod health;
 mod inbox;
-mod inform;
+pub mod inform;
 mod publish;
 
 use actix_cors::Cors;
@@ -30,8 +30,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .supports_credentials()
         .max_age(3600);
-    cfg.service(resource("/inform", web::get().to(inform::handshake)))
-        .service(resource("/inform/", web::get().to(inform::handshake)))
+    cfg.service(resource("/inform", web::get().to(inform::not_a_handshake)))
+        .service(resource("/inform/", web::get().to(inform::not_a_handshake)))
         .service(resource("/publish", web::post().to(publish::publish)))
         .service(resource("/healthz", web::get().to(health::healthz)))
         .service(resource("/readyz", web::get().to(health::readyz)))
@@ -63,23 +63,11 @@ async fn refuse_foreign_origins(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let allowed = req
         .app_data::<web::Data<AppState>>()
-        .map(|state| origin_allowed(&state.config.allowed_origins, req.request()))
+        .map(|state| origin_allowed(&state.config.allowed_origins, req.headers()))
         .unwrap_or(false);
     if !allowed {
         let response = ApiError::ForbiddenOrigin.error_response();
         return Ok(req.into_response(response));
     }
     Ok(next.call(req).await?.map_into_boxed_body())
-}
-
-/// Refuses browser requests from origins that are not allowed (403, JSON body).
-pub fn check_origin(
-    state: &AppState,
-    req: &actix_web::HttpRequest,
-) -> Result<(), crate::error::ApiError> {
-    if origin_allowed(&state.config.allowed_origins, req) {
-        Ok(())
-    } else {
-        Err(crate::error::ApiError::ForbiddenOrigin)
-    }
 }

@@ -15,7 +15,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError};
 use bytestring::ByteString;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::mpsc;
@@ -27,6 +26,8 @@ use crate::model::{check_topic, Notification, GLOBAL_TOPIC};
 use crate::protocol::{self, close, ClientFrame};
 use crate::state::AppState;
 use crate::store::{ReadSelector, Replay};
+use crate::ws::connection::ReadError;
+use crate::ws::{Inbound, WsConnection};
 use streams::{Position, Topics};
 
 /// How long a close frame may wait for room in a stuck client's send buffer.
@@ -60,7 +61,7 @@ struct Session {
     state: AppState,
     id: SessionId,
     identity: Option<Identity>,
-    ws: actix_ws::Session,
+    conn: WsConnection,
     signal: Arc<SessionSignal>,
     /// Last notification seq sent to the client.
     user_position: Position,
@@ -71,12 +72,7 @@ struct Session {
 }
 
 /// Runs the session to its end and unregisters it from the hub, whatever the exit path.
-pub async fn run(
-    state: AppState,
-    ws: actix_ws::Session,
-    stream: MessageStream,
-    start: SessionStart,
-) {
+pub async fn run(state: AppState, conn: WsConnection, start: SessionStart) {
     let user = start.identity.as_ref().map(|i| i.user.clone());
     let hub = state.hub.clone();
     let id = start.id;
@@ -85,7 +81,7 @@ pub async fn run(
         state,
         id,
         identity: start.identity,
-        ws,
+        conn,
         signal: start.signal,
         user_position: Position::default(),
         topics: Topics::default(),
@@ -97,7 +93,7 @@ pub async fn run(
         ),
     };
     let exit = match session.open(start.since).await {
-        Ok(()) => session.serve(stream, start.queue).await,
+        Ok(()) => session.serve(start.queue).await,
         Err(exit) => exit,
     };
     hub.unregister(id, user.as_deref());
@@ -133,11 +129,7 @@ impl Session {
     }
 
     /// The main loop.
-    async fn serve(
-        &mut self,
-        mut stream: MessageStream,
-        mut queue: mpsc::Receiver<Outbound>,
-    ) -> Exit {
+    async fn serve(&mut self, mut queue: mpsc::Receiver<Outbound>) -> Exit {
         let heartbeat = Duration::from_secs(self.state.config.heartbeat_secs);
         let mut ticks: Interval = interval(heartbeat);
         ticks.reset();
@@ -151,7 +143,7 @@ impl Session {
                     Some(item) => self.outbound(item).await,
                     None => Err(Exit::Close(close::TRY_AGAIN_LATER, "dropped by the hub")),
                 },
-                frame = stream.recv() => self.inbound(frame, &mut expiry).await,
+                frame = self.conn.recv() => self.inbound(frame, &mut expiry).await,
                 _ = ticks.tick() => self.heartbeat(heartbeat).await,
                 _ = &mut expiry, if self.identity.is_some() => {
                     Err(Exit::Close(close::TOKEN_EXPIRED, "token expired"))
@@ -175,11 +167,11 @@ impl Session {
     /// Writes one frame, giving up if the hub kicks the session meanwhile (a client that does
     /// not read would otherwise hold this loop forever).
     async fn write(&mut self, frame: ByteString) -> Result<(), Exit> {
-        let Session { ws, signal, .. } = self;
+        let Session { conn, signal, .. } = self;
         tokio::select! {
             biased;
             code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
-            sent = ws.text(frame) => sent.map_err(|_| Exit::Gone),
+            sent = conn.text(frame) => sent.map_err(|_| Exit::Gone),
         }
     }
 
@@ -323,23 +315,23 @@ impl Session {
     /// A frame (or an error) from the client.
     async fn inbound(
         &mut self,
-        frame: Option<Result<Message, ProtocolError>>,
+        frame: Option<Result<Inbound, ReadError>>,
         expiry: &mut Pin<Box<Sleep>>,
     ) -> Result<(), Exit> {
         self.last_heard = Instant::now();
-        let message = match frame {
-            None => return Err(Exit::Gone),
-            Some(Err(ProtocolError::Overflow)) => {
+        let frame = match frame {
+            None | Some(Err(ReadError::Io(_))) => return Err(Exit::Gone),
+            Some(Err(ReadError::TooBig)) => {
                 return Err(Exit::Close(close::TOO_BIG, "frame too big"))
             }
-            Some(Err(e)) => {
+            Some(Err(ReadError::Protocol(e))) => {
                 log::debug!("session {}: protocol error: {e}", self.id);
-                return Err(Exit::Close(1002, "protocol error"));
+                return Err(Exit::Close(close::PROTOCOL_ERROR, "protocol error"));
             }
-            Some(Ok(message)) => message,
+            Some(Ok(frame)) => frame,
         };
-        match message {
-            Message::Text(text) => {
+        match frame {
+            Inbound::Text(text) => {
                 if self.limiter.check().is_err() {
                     return self
                         .error("rate_limited", "too many frames; slow down")
@@ -350,17 +342,17 @@ impl Session {
                     Err(e) => self.error(e.code, &e.message).await,
                 }
             }
-            Message::Binary(_) => {
+            Inbound::Binary => {
                 self.error("unsupported_frame", "frames are JSON text")
                     .await
             }
-            Message::Ping(bytes) => self.ws.pong(&bytes).await.map_err(|_| Exit::Gone),
-            Message::Pong(_) | Message::Nop => Ok(()),
-            Message::Continuation(_) => {
+            Inbound::Fragment => {
                 self.error("unsupported_frame", "fragmented frames are not supported")
                     .await
             }
-            Message::Close(_) => Err(Exit::Close(1000, "bye")),
+            Inbound::Ping(payload) => self.conn.pong(payload).await.map_err(|_| Exit::Gone),
+            Inbound::Pong => Ok(()),
+            Inbound::Close => Err(Exit::Close(close::NORMAL, "bye")),
         }
     }
 
@@ -515,11 +507,11 @@ impl Session {
         if self.last_heard.elapsed() > heartbeat * 2 {
             return Err(Exit::Close(close::IDLE, "no answer to pings"));
         }
-        let Session { ws, signal, .. } = self;
+        let Session { conn, signal, .. } = self;
         tokio::select! {
             biased;
             code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
-            sent = ws.ping(b"") => sent.map_err(|_| Exit::Gone),
+            sent = conn.ping() => sent.map_err(|_| Exit::Gone),
         }
     }
 
@@ -529,11 +521,7 @@ impl Session {
             return;
         };
         log::debug!("session {} closing with {code}: {reason}", self.id);
-        let close = self.ws.close(Some(CloseReason {
-            code: CloseCode::from(code),
-            description: Some(reason.to_string()),
-        }));
-        let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
+        self.conn.close(code, reason, CLOSE_WAIT).await;
     }
 }
 

@@ -1,0 +1,179 @@
+//! Recognising a WebSocket handshake for `/inform` at the start of a connection, and
+//! answering it: `101 Switching Protocols`, or a refusal with the API's JSON error body.
+
+use actix_http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
+use actix_web::body::MessageBody;
+use actix_web::ResponseError;
+
+use crate::error::ApiError;
+
+/// Most request headers considered; a handshake with more is left to the HTTP server.
+const MAX_HEADERS: usize = 64;
+
+/// A WebSocket handshake for `/inform`, parsed from the request head.
+#[derive(Debug)]
+pub struct Handshake {
+    pub query: String,
+    pub headers: HeaderMap,
+    key: String,
+    /// Length of the request head, bytes: what to consume before the WebSocket frames start.
+    pub head_len: usize,
+}
+
+/// What the first bytes of a connection are.
+#[derive(Debug)]
+pub enum Opening {
+    /// A WebSocket handshake for `/inform`: served by the session code.
+    WebSocket(Handshake),
+    /// Anything else (including malformed requests): served by the HTTP application.
+    Http,
+    /// The request head is not complete yet.
+    Incomplete,
+}
+
+fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers.get_all(name).any(|value| {
+        value
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    })
+}
+
+/// Looks at the first bytes of a connection.
+pub fn recognise(bytes: &[u8]) -> Opening {
+    let mut raw_headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut raw_headers);
+    let head_len = match request.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Opening::Incomplete,
+        Err(_) => return Opening::Http,
+    };
+    let (Some("GET"), Some(target)) = (request.method, request.path) else {
+        return Opening::Http;
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path != "/inform" && path != "/inform/" {
+        return Opening::Http;
+    }
+    let mut headers = HeaderMap::new();
+    for header in request.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(header.name.as_bytes()),
+            HeaderValue::from_bytes(header.value),
+        ) else {
+            return Opening::Http;
+        };
+        headers.append(name, value);
+    }
+    let version_13 = headers
+        .get("sec-websocket-version")
+        .is_some_and(|v| v.as_bytes() == b"13");
+    let key = headers
+        .get("sec-websocket-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(String::from);
+    match key {
+        Some(key)
+            if version_13
+                && has_token(&headers, &UPGRADE, "websocket")
+                && has_token(&headers, &CONNECTION, "upgrade") =>
+        {
+            Opening::WebSocket(Handshake {
+                query: query.to_string(),
+                headers,
+                key,
+                head_len,
+            })
+        }
+        // Not a (valid) WebSocket handshake: the HTTP route answers 426.
+        _ => Opening::Http,
+    }
+}
+
+impl Handshake {
+    /// The `101 Switching Protocols` answer.
+    pub fn accept(&self) -> Vec<u8> {
+        let accept = actix_http::ws::hash_key(self.key.as_bytes());
+        let mut response = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\
+                             connection: Upgrade\r\nsec-websocket-accept: "
+            .to_vec();
+        response.extend_from_slice(&accept);
+        response.extend_from_slice(b"\r\n\r\n");
+        response
+    }
+}
+
+/// A complete HTTP response refusing the handshake, with the API's JSON error body; the
+/// connection closes after it.
+pub fn refusal(error: &ApiError) -> Vec<u8> {
+    let response = error.error_response();
+    let status = response.status();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nconnection: close\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in response.headers() {
+        if let Ok(value) = value.to_str() {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    let body = response.into_body().try_into_bytes().unwrap_or_default();
+    head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HANDSHAKE: &str = "GET /inform?token=abc&since=3 HTTP/1.1\r\nHost: x\r\n\
+        Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn a_handshake_for_inform_is_recognised_and_accepted() {
+        let Opening::WebSocket(handshake) = recognise(HANDSHAKE.as_bytes()) else {
+            panic!("not recognised");
+        };
+        assert_eq!(handshake.query, "token=abc&since=3");
+        assert_eq!(handshake.head_len, HANDSHAKE.len());
+        let accept = String::from_utf8(handshake.accept()).unwrap();
+        // The example from RFC 6455, section 1.3.
+        assert!(accept.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    }
+
+    #[test]
+    fn everything_else_goes_to_the_http_application() {
+        assert!(matches!(
+            recognise(&HANDSHAKE.as_bytes()[..40]),
+            Opening::Incomplete
+        ));
+        let other_path = HANDSHAKE.replace("/inform?", "/elsewhere?");
+        assert!(matches!(recognise(other_path.as_bytes()), Opening::Http));
+        let no_upgrade = HANDSHAKE.replace("Upgrade: websocket\r\n", "");
+        assert!(matches!(recognise(no_upgrade.as_bytes()), Opening::Http));
+        let old_version = HANDSHAKE.replace("Version: 13", "Version: 8");
+        assert!(matches!(recognise(old_version.as_bytes()), Opening::Http));
+        let post = HANDSHAKE.replace("GET", "POST");
+        assert!(matches!(recognise(post.as_bytes()), Opening::Http));
+        assert!(matches!(
+            recognise(b"\x16\x03\x01garbage\r\n\r\n"),
+            Opening::Http
+        ));
+    }
+
+    #[test]
+    fn refusals_carry_the_json_error() {
+        let bytes = refusal(&ApiError::ForbiddenOrigin);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"));
+        assert!(text.ends_with(r#""code":"origin_not_allowed","message":"origin not allowed"}}"#));
+    }
+}

@@ -126,9 +126,9 @@ where
             Ok(())
         }
         // Anything else, including a head that never completes, is for the HTTP server (which
-        // has its own timeouts and error answers).
-        _ => http
-            .call(io)
+        // has its own timeouts and error answers). Boxed: the HTTP dispatcher's future is
+        // several kilobytes, and unboxed it would size every WebSocket session's task too.
+        _ => Box::pin(http.call(io))
             .await
             .map(|_| ())
             .map_err(|e| log::debug!("HTTP connection ended: {e:?}")),

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use crate::auth::{origin_allowed, token_from_parts, url_query_value, Identity};
 use crate::error::ApiError;
@@ -95,13 +94,14 @@ fn error_status(error: &ApiError) -> u16 {
     actix_web::ResponseError::status_code(error).as_u16()
 }
 
-/// Serves a WebSocket handshake whose head has been consumed from `io`.
+/// Serves a WebSocket handshake whose head has been consumed from `io`: refuses it, or
+/// accepts it and starts the session.
 pub async fn accept(mut io: TcpStream, handshake: Handshake, state: AppState) {
     let admitted = match admit(&state, &handshake) {
         Ok(admitted) => admitted,
         Err(error) => return refuse(io, error).await,
     };
-    let (queue_tx, queue_rx) = mpsc::channel(state.config.outbound_queue);
+    let (queue_tx, queue_rx) = flume::bounded(state.config.outbound_queue);
     let signal = Arc::new(SessionSignal::default());
     let id = state.next_session_id();
     let user = admitted
@@ -124,7 +124,10 @@ pub async fn accept(mut io: TcpStream, handshake: Handshake, state: AppState) {
         };
         return refuse(io, error).await;
     }
-    if !answer(&mut io, &handshake.accept()).await {
+    let accepted = handshake.accept();
+    // The request's headers are not needed any more; a session lives for hours.
+    drop(handshake);
+    if !answer(&mut io, &accepted).await {
         state.hub.unregister(id, user.as_deref());
         return;
     }
@@ -145,5 +148,7 @@ pub async fn accept(mut io: TcpStream, handshake: Handshake, state: AppState) {
         queue: queue_rx,
         signal,
     };
-    session::run(state, connection, start).await;
+    // The session runs as a task of its own, sized for the session alone, and the front
+    // door's connection future (sized for HTTP parsing too) ends here.
+    actix_web::rt::spawn(session::run(state, connection, start));
 }

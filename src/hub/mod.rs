@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use actix::{Actor, Addr, Arbiter};
 use bytestring::ByteString;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::broker::Delivery;
 pub use messages::RegisterError;
@@ -79,7 +79,9 @@ impl SessionSignal {
 pub struct SessionHandle {
     pub id: SessionId,
     pub user: Option<Arc<str>>,
-    pub queue: mpsc::Sender<Outbound>,
+    /// The session's outbound queue. flume allocates its buffer as frames arrive, so an idle
+    /// session's queue costs a few dozen bytes.
+    pub queue: flume::Sender<Outbound>,
     pub signal: Arc<SessionSignal>,
 }
 

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler};
-use tokio::sync::mpsc::error::TrySendError;
+use flume::TrySendError;
 
 use super::messages::{
     Deliver, Register, RegisterError, Shutdown, Subscribe, Unregister, Unsubscribe,
@@ -88,7 +88,7 @@ impl Shard {
                 }
                 false
             }
-            Err(TrySendError::Closed(_)) => false,
+            Err(TrySendError::Disconnected(_)) => false,
         }
     }
 

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::mpsc;
 use tokio::time::{interval, sleep_until, Interval, Sleep};
 
 use crate::auth::{now_secs, Identity};
@@ -44,7 +43,7 @@ pub struct SessionStart {
     pub id: SessionId,
     pub identity: Option<Identity>,
     pub since: Option<i64>,
-    pub queue: mpsc::Receiver<Outbound>,
+    pub queue: flume::Receiver<Outbound>,
     pub signal: Arc<SessionSignal>,
 }
 
@@ -92,7 +91,9 @@ pub async fn run(state: AppState, conn: WsConnection, start: SessionStart) {
                 .allow_burst(rate.saturating_mul(NonZeroU32::MIN.saturating_add(1))),
         ),
     };
-    let exit = match session.open(start.since).await {
+    // Opening (welcome, maybe a replay) happens once; boxed, its large future does not size
+    // the session's task for its whole life.
+    let exit = match Box::pin(session.open(start.since)).await {
         Ok(()) => session.serve(start.queue).await,
         Err(exit) => exit,
     };
@@ -129,7 +130,7 @@ impl Session {
     }
 
     /// The main loop.
-    async fn serve(&mut self, mut queue: mpsc::Receiver<Outbound>) -> Exit {
+    async fn serve(&mut self, queue: flume::Receiver<Outbound>) -> Exit {
         let heartbeat = Duration::from_secs(self.state.config.heartbeat_secs);
         let mut ticks: Interval = interval(heartbeat);
         ticks.reset();
@@ -139,9 +140,9 @@ impl Session {
             // Unbiased: a busy queue must not starve the client's frames, nor the reverse.
             let result = tokio::select! {
                 code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
-                item = queue.recv() => match item {
-                    Some(item) => self.outbound(item).await,
-                    None => Err(Exit::Close(close::TRY_AGAIN_LATER, "dropped by the hub")),
+                item = queue.recv_async() => match item {
+                    Ok(item) => self.outbound(item).await,
+                    Err(_) => Err(Exit::Close(close::TRY_AGAIN_LATER, "dropped by the hub")),
                 },
                 frame = self.conn.recv() => self.inbound(frame, &mut expiry).await,
                 _ = ticks.tick() => self.heartbeat(heartbeat).await,
@@ -195,8 +196,8 @@ impl Session {
                     // Something before `seq` has not arrived (another node's publish is still
                     // on its way): send what the database has first, then this if still new.
                     let unread = self.current_unread().await?;
-                    self.replay_user(self.user_position.last(), unread, false)
-                        .await?;
+                    let after = self.user_position.last();
+                    Box::pin(self.replay_user(after, unread, false)).await?;
                 }
                 if self.user_position.advance(seq) {
                     self.write(frame).await?;
@@ -209,7 +210,7 @@ impl Session {
                 };
                 if position.is_behind(seq) {
                     let after = position.last();
-                    self.replay_topic(&topic, after, false).await?;
+                    Box::pin(self.replay_topic(&topic, after, false)).await?;
                 }
                 let advanced = self
                     .topics
@@ -338,7 +339,7 @@ impl Session {
                         .await;
                 }
                 match ClientFrame::parse(&text) {
-                    Ok(frame) => self.client_frame(frame, expiry).await,
+                    Ok(frame) => Box::pin(self.client_frame(frame, expiry)).await,
                     Err(e) => self.error(e.code, &e.message).await,
                 }
             }

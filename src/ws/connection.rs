@@ -1,7 +1,8 @@
 //! One WebSocket over a TCP stream: read frames, write frames, close.
 //!
-//! Framing is actix-http's [`Codec`]. Both buffers start empty and are released when a large
-//! frame has passed, so an idle session costs a few hundred bytes here. Reading and writing
+//! Framing is actix-http's [`Codec`]. The read buffer exists only while bytes are arriving, and
+//! the write buffer is released when a large frame has passed, so an idle session costs a few
+//! hundred bytes here. Reading and writing
 //! are cancel-safe: a write that is interrupted (the session is being kicked) leaves its unsent
 //! bytes in the write buffer, and [`WsConnection::close`] sends them before the close frame, so
 //! the client always sees a well-formed stream.
@@ -13,7 +14,7 @@ use actix_codec::{Decoder, Encoder};
 use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message, ProtocolError};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Buffers larger than this are released once empty, so one big frame does not pin memory.
@@ -87,10 +88,18 @@ impl WsConnection {
                 Err(ProtocolError::Overflow) => return Some(Err(ReadError::TooBig)),
                 Err(e) => return Some(Err(ReadError::Protocol(e.to_string()))),
             }
+            // Hold no buffer while waiting: most sessions wait almost all the time.
+            if self.read_buf.is_empty() {
+                self.read_buf = BytesMut::new();
+            }
+            if let Err(e) = self.io.readable().await {
+                return Some(Err(ReadError::Io(e)));
+            }
             self.read_buf.reserve(READ_CHUNK);
-            match self.io.read_buf(&mut self.read_buf).await {
+            match self.io.try_read_buf(&mut self.read_buf) {
                 Ok(0) => return None,
                 Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Some(Err(ReadError::Io(e))),
             }
         }

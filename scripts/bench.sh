@@ -67,7 +67,7 @@ if [ "$mode" = smoke ]; then
     "fanout|fanout --clients $clients --events 12 --rate 8"
     "fanout-unpaced|fanout --clients $clients --events 20"
     "targeted|targeted --clients $clients --events 2000 --concurrency 16"
-    "targeted-batch|targeted --clients $clients --events 5000 --batch 100 --concurrency 4"
+    "targeted-batch|targeted --clients $clients --events 5000 --batch 100 --concurrency 16"
     "targeted-steady|targeted --clients $clients --events 1000 --rate 500"
   )
 else
@@ -77,7 +77,7 @@ else
     "fanout|fanout --clients $clients --events 240 --rate 4"
     "fanout-unpaced|fanout --clients $clients --events 50"
     "targeted|targeted --clients $clients --events 100000 --concurrency 16"
-    "targeted-batch|targeted --clients $clients --events 600000 --batch 100 --concurrency 4"
+    "targeted-batch|targeted --clients $clients --events 600000 --batch 100 --concurrency 16"
     "targeted-steady|targeted --clients $clients --events 60000 --rate 1000 --concurrency 16"
   )
 fi

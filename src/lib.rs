@@ -9,7 +9,10 @@
 //!   [`store`] (one transaction; SQLite behind the [`store::Store`] trait) → after commit, the
 //!   store's listener, [`broker::Fanout`], serialises one frame per event → [`broker`] (memory,
 //!   or across nodes) → [`hub`] (sharded actors that own the session table) → each session's
-//!   bounded queue → [`session`] (one loop per socket) → the browser.
+//!   bounded queue → [`session`] (one task per socket, over [`ws`]) → the browser.
+//! - [`server`]: the front door. One port: WebSocket handshakes for `/inform` go to
+//!   [`http::inform`] and then run on the raw socket ([`ws`]); everything else goes to the
+//!   actix-web application ([`http`]).
 //! - [`protocol`]: the frames and close codes; [`model`]: events and validation;
 //!   [`auth`]: user tokens, publisher keys, origins; [`config`]: settings;
 //!   [`error`]: the HTTP error type; [`startup`]: wiring, serving, graceful shutdown;

@@ -1,8 +1,8 @@
 //! The WebSocket wire protocol: server frames (serialised once, shared by every session that
 //! receives them), client frames (parsed and checked), and the close codes.
 //!
-//! Frames are built as [`ByteString`]s because actix-ws sends those without copying, and a
-//! clone is a reference-count increment: a broadcast to 100,000 sessions is serialised once.
+//! Frames are built as [`ByteString`]s: a clone is a reference-count increment, so a broadcast
+//! to 100,000 sessions is serialised once and each session's queue holds a pointer to it.
 
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};

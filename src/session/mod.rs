@@ -1,6 +1,6 @@
-//! One WebSocket session: a single async loop per socket (the actix-ws way) that `select!`s
-//! over the hub's queue for this session, the client's frames, the heartbeat, the token's
-//! expiry and the hub's kick signal, then closes with a code that says what to do next.
+//! One WebSocket session: a single async task per socket that `select!`s over the hub's queue
+//! for this session, the client's frames ([`crate::ws::WsConnection`]), the heartbeat, the
+//! token's expiry and the hub's kick signal, then closes with a code that says what to do next.
 //!
 //! Ordering and resume: every stream the session receives (the user's notifications and each
 //! topic) carries a gapless `seq`. The session remembers the last seq it sent per stream and

@@ -364,3 +364,55 @@ async fn a_silent_client_is_closed_after_two_heartbeats() {
     lively.send_json(&json!({"type": "ping"})).await;
     lively.next_of_type("pong").await;
 }
+
+/// Sends raw bytes on a fresh connection and returns what the server answers first.
+async fn raw_exchange(port: u16, parts: &[&[u8]]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            // A head that arrives in pieces, as over a slow network.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        stream.write_all(part).await.unwrap();
+    }
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(crate::helpers::FRAME_TIMEOUT, stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn a_handshake_that_arrives_in_pieces_is_still_recognised() {
+    let app = spawn_app().await;
+    let head = format!(
+        "GET /inform?token={} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n",
+        app.token("1")
+    );
+    let (first, rest) = head.as_bytes().split_at(40);
+    let answer = raw_exchange(app.port, &[first, rest]).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    assert!(answer.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+}
+
+#[tokio::test]
+async fn garbage_on_the_port_gets_an_http_error_and_the_server_keeps_serving() {
+    let app = spawn_app().await;
+    let answer = raw_exchange(app.port, &[b"\x16\x03\x01\x02\x00 not http at all\r\n\r\n"]).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let long = format!(
+        "GET /inform?pad={} HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+        "x".repeat(20_000)
+    );
+    let answer = raw_exchange(app.port, &[long.as_bytes()]).await;
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    let (mut client, _) = app.connect_user("1", "").await;
+    client.send_json(&json!({"type": "ping"})).await;
+    client.next_of_type("pong").await;
+}

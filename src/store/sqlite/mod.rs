@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde_json::value::RawValue;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -170,6 +170,64 @@ fn replay_window(after: i64, latest: i64, limit: u64) -> ReplayWindow {
     }
 }
 
+/// How to read one kind of stream for a replay.
+struct StreamQuery {
+    /// The stream's latest seq, by key.
+    latest: &'static str,
+    /// Its rows with `?2 < seq <= ?3`, oldest first, by key.
+    rows: &'static str,
+}
+
+const USER_STREAM: StreamQuery = StreamQuery {
+    latest: "SELECT last_seq FROM user_state WHERE user_id = ?1",
+    rows: "SELECT id, seq, kind, actor, subject, data, created_at, read FROM notifications \
+           WHERE user_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+};
+
+const TOPIC_STREAM: StreamQuery = StreamQuery {
+    latest: "SELECT last_seq FROM topic_state WHERE topic = ?1",
+    rows: "SELECT id, seq, data, created_at FROM broadcasts \
+           WHERE topic = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+};
+
+impl SqliteStore {
+    /// The rows a replay after `after` sends, from one read snapshot; with a function telling,
+    /// from how many rows were found, whether the replay is complete; and the stream's latest
+    /// seq in that snapshot.
+    async fn replay_rows(
+        &self,
+        stream: &StreamQuery,
+        key: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<(Vec<SqliteRow>, impl Fn(usize) -> bool, i64), StoreError> {
+        // One read transaction: the latest seq and the rows come from the same snapshot.
+        let mut tx = self.readers.begin().await?;
+        let latest: i64 = sqlx::query_scalar(stream.latest)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0);
+        let window = replay_window(after, latest, limit);
+        let rows = if after >= latest {
+            Vec::new()
+        } else {
+            sqlx::query(stream.rows)
+                .bind(key)
+                .bind(window.after)
+                .bind(latest)
+                .fetch_all(&mut *tx)
+                .await?
+        };
+        // Complete when every missed event is there: none pruned, none beyond the window.
+        // A client claiming to be ahead of the stream (`after > latest`) must refetch.
+        let complete = move |found: usize| {
+            after <= latest && window.whole && found as i64 == latest - after
+        };
+        Ok((rows, complete, latest))
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn publish(&self, request: PublishRequest) -> Result<PublishOutcome, StoreError> {
@@ -201,38 +259,14 @@ impl Store for SqliteStore {
         after: i64,
         limit: u64,
     ) -> Result<Replay<Notification>, StoreError> {
-        // One read transaction: the latest seq and the rows come from the same snapshot.
-        let mut tx = self.readers.begin().await?;
-        let latest: i64 = sqlx::query_scalar("SELECT last_seq FROM user_state WHERE user_id = ?1")
-            .bind(user)
-            .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or(0);
-        if after >= latest {
-            return Ok(Replay {
-                items: Vec::new(),
-                complete: after == latest,
-                latest,
-            });
-        }
-        let window = replay_window(after, latest, limit);
-        let rows = sqlx::query(&format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
-             WHERE user_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq"
-        ))
-        .bind(user)
-        .bind(window.after)
-        .bind(latest)
-        .fetch_all(&mut *tx)
-        .await?;
+        let (rows, complete, latest) = self.replay_rows(&USER_STREAM, user, after, limit).await?;
         let items = rows
             .iter()
             .map(notification_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let complete = window.whole && items.len() as i64 == latest - after;
         Ok(Replay {
+            complete: complete(items.len()),
             items,
-            complete,
             latest,
         })
     }
@@ -243,29 +277,7 @@ impl Store for SqliteStore {
         after: i64,
         limit: u64,
     ) -> Result<Replay<Broadcast>, StoreError> {
-        let mut tx = self.readers.begin().await?;
-        let latest: i64 = sqlx::query_scalar("SELECT last_seq FROM topic_state WHERE topic = ?1")
-            .bind(topic)
-            .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or(0);
-        if after >= latest {
-            return Ok(Replay {
-                items: Vec::new(),
-                complete: after == latest,
-                latest,
-            });
-        }
-        let window = replay_window(after, latest, limit);
-        let rows = sqlx::query(
-            "SELECT id, seq, data, created_at FROM broadcasts \
-             WHERE topic = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
-        )
-        .bind(topic)
-        .bind(window.after)
-        .bind(latest)
-        .fetch_all(&mut *tx)
-        .await?;
+        let (rows, complete, latest) = self.replay_rows(&TOPIC_STREAM, topic, after, limit).await?;
         let items = rows
             .iter()
             .map(|row| {
@@ -278,10 +290,9 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let complete = window.whole && items.len() as i64 == latest - after;
         Ok(Replay {
+            complete: complete(items.len()),
             items,
-            complete,
             latest,
         })
     }

@@ -37,6 +37,8 @@ const MAX_STRIKES: u32 = 10;
 const MAX_TOPICS: usize = 64;
 /// Most ids in one `read` frame.
 const MAX_READ_IDS: usize = 1000;
+/// Queued frames gathered into one write to the socket.
+const MAX_GATHER_BYTES: usize = 64 * 1024;
 
 /// Everything a session needs to start; built by the `/inform` handshake.
 pub struct SessionStart {
@@ -141,7 +143,7 @@ impl Session {
             let result = tokio::select! {
                 code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
                 item = queue.recv_async() => match item {
-                    Ok(item) => self.outbound(item).await,
+                    Ok(item) => self.outbound_burst(item, &queue).await,
                     Err(_) => Err(Exit::Close(close::TRY_AGAIN_LATER, "dropped by the hub")),
                 },
                 frame = self.conn.recv() => self.inbound(frame, &mut expiry).await,
@@ -165,15 +167,10 @@ impl Session {
         tokio::time::Instant::now() + Duration::from_secs(remaining)
     }
 
-    /// Writes one frame, giving up if the hub kicks the session meanwhile (a client that does
-    /// not read would otherwise hold this loop forever).
+    /// Writes one frame (and anything buffered before it), unless the session is kicked.
     async fn write(&mut self, frame: ByteString) -> Result<(), Exit> {
         let Session { conn, signal, .. } = self;
-        tokio::select! {
-            biased;
-            code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
-            sent = conn.text(frame) => sent.map_err(|_| Exit::Gone),
-        }
+        unless_kicked(signal, conn.text(frame)).await
     }
 
     async fn error(&mut self, code: &str, message: &str) -> Result<(), Exit> {
@@ -184,10 +181,34 @@ impl Session {
         self.write(protocol::error(code, message)).await
     }
 
-    /// A frame from the hub: sent unless the client already has it.
+    /// Frames from the hub: `first` and whatever else is already queued, gathered into as few
+    /// socket writes as possible (one, usually), so a burst costs one system call, not one per
+    /// frame.
+    async fn outbound_burst(
+        &mut self,
+        first: Outbound,
+        queue: &flume::Receiver<Outbound>,
+    ) -> Result<(), Exit> {
+        self.outbound(first).await?;
+        while self.conn.buffered() < MAX_GATHER_BYTES {
+            match queue.try_recv() {
+                Ok(item) => self.outbound(item).await?,
+                Err(_) => break,
+            }
+        }
+        let Session { conn, signal, .. } = self;
+        unless_kicked(signal, conn.flush()).await
+    }
+
+    /// Buffers a frame for the client.
+    fn buffer(&mut self, frame: ByteString) -> Result<(), Exit> {
+        self.conn.buffer_text(frame).map_err(|_| Exit::Gone)
+    }
+
+    /// A frame from the hub: buffered unless the client already has it.
     async fn outbound(&mut self, item: Outbound) -> Result<(), Exit> {
         match item {
-            Outbound::User { seq: None, frame } => self.write(frame).await,
+            Outbound::User { seq: None, frame } => self.buffer(frame),
             Outbound::User {
                 seq: Some(seq),
                 frame,
@@ -200,7 +221,7 @@ impl Session {
                     Box::pin(self.replay_user(after, unread, false)).await?;
                 }
                 if self.user_position.advance(seq) {
-                    self.write(frame).await?;
+                    self.buffer(frame)?;
                 }
                 Ok(())
             }
@@ -218,7 +239,7 @@ impl Session {
                     .map(|p| p.advance(seq))
                     .unwrap_or(false);
                 if advanced {
-                    self.write(frame).await?;
+                    self.buffer(frame)?;
                 }
                 Ok(())
             }
@@ -509,11 +530,7 @@ impl Session {
             return Err(Exit::Close(close::IDLE, "no answer to pings"));
         }
         let Session { conn, signal, .. } = self;
-        tokio::select! {
-            biased;
-            code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
-            sent = conn.ping() => sent.map_err(|_| Exit::Gone),
-        }
+        unless_kicked(signal, conn.ping()).await
     }
 
     /// Sends the close frame (if the client is still there), waiting at most [`CLOSE_WAIT`].
@@ -523,6 +540,19 @@ impl Session {
         };
         log::debug!("session {} closing with {code}: {reason}", self.id);
         self.conn.close(code, reason, CLOSE_WAIT).await;
+    }
+}
+
+/// Runs a write, giving up if the hub kicks the session meanwhile: a client that does not read
+/// would otherwise hold the session's loop forever.
+async fn unless_kicked(
+    signal: &SessionSignal,
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<(), Exit> {
+    tokio::select! {
+        biased;
+        code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
+        sent = write => sent.map_err(|_| Exit::Gone),
     }
 }
 

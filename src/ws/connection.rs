@@ -110,6 +110,19 @@ impl WsConnection {
         self.send(Message::Text(text)).await
     }
 
+    /// Adds a text frame to the write buffer without sending it; [`WsConnection::flush`] sends
+    /// everything buffered with as few writes as the socket allows.
+    pub fn buffer_text(&mut self, text: ByteString) -> io::Result<()> {
+        self.codec
+            .encode(Message::Text(text), &mut self.write_buf)
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    /// Bytes buffered and not yet written.
+    pub fn buffered(&self) -> usize {
+        self.write_buf.len()
+    }
+
     /// Sends a ping.
     pub async fn ping(&mut self) -> io::Result<()> {
         self.send(Message::Ping(Bytes::new())).await
@@ -128,7 +141,7 @@ impl WsConnection {
     }
 
     /// Writes out whatever is buffered. Cancel-safe: bytes leave the buffer only once written.
-    async fn flush(&mut self) -> io::Result<()> {
+    pub async fn flush(&mut self) -> io::Result<()> {
         while !self.write_buf.is_empty() {
             if self.io.write_buf(&mut self.write_buf).await? == 0 {
                 return Err(io::ErrorKind::WriteZero.into());

@@ -221,9 +221,8 @@ impl SqliteStore {
         };
         // Complete when every missed event is there: none pruned, none beyond the window.
         // A client claiming to be ahead of the stream (`after > latest`) must refetch.
-        let complete = move |found: usize| {
-            after <= latest && window.whole && found as i64 == latest - after
-        };
+        let complete =
+            move |found: usize| after <= latest && window.whole && found as i64 == latest - after;
         Ok((rows, complete, latest))
     }
 }

@@ -26,8 +26,9 @@ use crate::http;
 use crate::state::AppState;
 use crate::ws::handshake::{recognise, Opening};
 
-/// The most of a request head looked at to tell a handshake apart.
-const PEEK_LIMIT: usize = 8192;
+/// The most of a request head looked at to tell a handshake apart (browsers with many cookies
+/// send large heads).
+const PEEK_LIMIT: usize = 32 * 1024;
 /// How long a connection may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between looks at a request head that has not fully arrived.

@@ -121,6 +121,18 @@ impl Application {
         handle.pause().await;
         self.state.hub.close_all(close::GOING_AWAY).await;
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
+        // Sessions are tasks of the workers: let their close frames go out before the
+        // workers stop.
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.state.running_sessions() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if self.state.running_sessions() > 0 {
+            log::warn!(
+                "{} sessions still closing at the end of the grace period",
+                self.state.running_sessions()
+            );
+        }
         if tokio::time::timeout(grace + Duration::from_secs(1), handle.stop(true))
             .await
             .is_err()

@@ -1,7 +1,7 @@
 //! What every request handler and session shares: the configuration and the running parts
 //! (store, hub, broker, verifiers). Built once by [`crate::startup::Application`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::auth::Verifier;
@@ -22,6 +22,18 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     shutting_down: Arc<AtomicBool>,
     next_session: Arc<AtomicU64>,
+    /// Session tasks still running (closing included), so shutdown can wait for their close
+    /// frames to go out.
+    running_sessions: Arc<AtomicUsize>,
+}
+
+/// Counts a running session task; dropped when the task ends, however it ends.
+pub struct RunningSession(Arc<AtomicUsize>);
+
+impl Drop for RunningSession {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl AppState {
@@ -42,12 +54,24 @@ impl AppState {
             publisher: Arc::new(publisher),
             shutting_down: Arc::new(AtomicBool::new(false)),
             next_session: Arc::new(AtomicU64::new(1)),
+            running_sessions: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// A fresh id for a new session on this node.
     pub fn next_session_id(&self) -> SessionId {
         self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Marks a session task as running until the returned guard is dropped.
+    pub fn session_started(&self) -> RunningSession {
+        self.running_sessions.fetch_add(1, Ordering::AcqRel);
+        RunningSession(self.running_sessions.clone())
+    }
+
+    /// Session tasks still running.
+    pub fn running_sessions(&self) -> usize {
+        self.running_sessions.load(Ordering::Acquire)
     }
 
     /// Whether shutdown has begun: new sessions and publishes are refused with 503.

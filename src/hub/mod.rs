@@ -62,6 +62,14 @@ impl SessionSignal {
         first
     }
 
+    /// The close code, if the session has been kicked.
+    pub fn code(&self) -> Option<u16> {
+        match self.code.load(Ordering::Acquire) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
     /// Resolves once the session has been kicked, with the close code.
     pub async fn kicked(&self) -> u16 {
         loop {

@@ -1,5 +1,5 @@
 //! Live session counts, readable without asking the shards: `POST /publish` reports how many
-//! sessions an event reached, and `/metrics` reports how many are open.
+//! sessions an event reached.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

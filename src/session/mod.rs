@@ -74,6 +74,7 @@ struct Session {
 
 /// Runs the session to its end and unregisters it from the hub, whatever the exit path.
 pub async fn run(state: AppState, conn: WsConnection, start: SessionStart) {
+    let _running = state.session_started();
     let user = start.identity.as_ref().map(|i| i.user.clone());
     let hub = state.hub.clone();
     let id = start.id;
@@ -144,7 +145,12 @@ impl Session {
                 code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
                 item = queue.recv_async() => match item {
                     Ok(item) => self.outbound_burst(item, &queue).await,
-                    Err(_) => Err(Exit::Close(close::TRY_AGAIN_LATER, "dropped by the hub")),
+                    // The hub drops a session's queue when it kicks it: close with the kick's
+                    // code (shutdown: 1001), whichever of the two this loop saw first.
+                    Err(_) => {
+                        let code = signal.code().unwrap_or(close::TRY_AGAIN_LATER);
+                        Err(Exit::Close(code, kick_reason(code)))
+                    }
                 },
                 frame = self.conn.recv() => self.inbound(frame, &mut expiry).await,
                 _ = ticks.tick() => self.heartbeat(heartbeat).await,

@@ -39,7 +39,7 @@ pub enum Inbound {
 pub enum ReadError {
     /// A frame larger than the limit (close 1009).
     TooBig,
-    /// Not a valid WebSocket frame, or text that is not UTF-8 (close 1002 / 1007).
+    /// Not a valid WebSocket frame, or text that is not UTF-8 (close 1002).
     Protocol(String),
     /// The connection broke.
     Io(io::Error),

@@ -8,7 +8,7 @@ use actix_web::ResponseError;
 use crate::error::ApiError;
 
 /// Most request headers considered; a handshake with more is left to the HTTP server.
-const MAX_HEADERS: usize = 64;
+const MAX_HEADERS: usize = 100;
 
 /// A WebSocket handshake for `/inform`, parsed from the request head.
 #[derive(Debug)]

@@ -73,7 +73,8 @@ pub struct Broadcast {
 }
 
 /// A field that failed validation: `field` is a path such as `[3].to[0]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -296,23 +297,24 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_single_notification_with_a_string_recipient() {
-        let events = parse_events(&json!({"to": "42", "kind": "like", "actor": {"id": "7"}}))
-            .expect("valid");
+    fn a_single_notification_with_a_string_recipient() -> Result<(), Box<dyn std::error::Error>> {
+        let events = parse_events(&json!({"to": "42", "kind": "like", "actor": {"id": "7"}}))?;
         let [EventInput::Notification(n)] = events.as_slice() else {
             panic!("expected one notification");
         };
         assert_eq!(n.to, vec!["42"]);
         assert_eq!(n.actor.as_ref().map(|a| a.get()), Some(r#"{"id":"7"}"#));
+        Ok(())
     }
 
     #[test]
-    fn recipients_are_deduplicated() {
-        let events = parse_events(&json!({"to": ["1", "2", "1"], "kind": "x"})).expect("valid");
+    fn recipients_are_deduplicated() -> Result<(), Box<dyn std::error::Error>> {
+        let events = parse_events(&json!({"to": ["1", "2", "1"], "kind": "x"}))?;
         let EventInput::Notification(n) = &events[0] else {
             panic!()
         };
         assert_eq!(n.to, vec!["1", "2"]);
+        Ok(())
     }
 
     #[test]

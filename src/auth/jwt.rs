@@ -240,35 +240,32 @@ mod tests {
     }
 
     #[test]
-    fn minted_tokens_verify() {
-        let token = mint(&config(), "42", 60, vec!["private:42".into()], None).unwrap();
-        let identity = Verifier::from_config(&config())
-            .unwrap()
-            .verify(&token)
-            .unwrap();
+    fn minted_tokens_verify() -> Result<(), Box<dyn std::error::Error>> {
+        let token = mint(&config(), "42", 60, vec!["private:42".into()], None)?;
+        let identity = Verifier::from_config(&config())?.verify(&token)?;
         assert_eq!(identity.user, "42");
         assert!(identity.may_subscribe("private:42"));
         assert!(!identity.may_subscribe("private:43"));
+        Ok(())
     }
 
     #[test]
-    fn a_token_signed_with_another_secret_is_refused() {
+    fn a_token_signed_with_another_secret_is_refused() -> Result<(), Box<dyn std::error::Error>> {
         let mut other = config();
         other.jwt_secret = Some("another-secret".to_string().into());
-        let token = mint(&other, "42", 60, vec![], None).unwrap();
-        let err = Verifier::from_config(&config()).unwrap().verify(&token);
+        let token = mint(&other, "42", 60, vec![], None)?;
+        let err = Verifier::from_config(&config())?.verify(&token);
         assert_eq!(err, Err(AuthError::BadSignature));
+        Ok(())
     }
 
     #[test]
-    fn an_unsigned_token_is_refused() {
+    fn an_unsigned_token_is_refused() -> Result<(), Box<dyn std::error::Error>> {
         // header {"alg":"none","typ":"JWT"}, claims {"sub":"42","exp":9999999999}
         let token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.\
                      eyJzdWIiOiI0MiIsImV4cCI6OTk5OTk5OTk5OX0.";
-        assert!(Verifier::from_config(&config())
-            .unwrap()
-            .verify(token)
-            .is_err());
+        assert!(Verifier::from_config(&config())?.verify(token).is_err());
+        Ok(())
     }
 
     #[test]

@@ -138,15 +138,17 @@ mod tests {
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
     #[test]
-    fn a_handshake_for_inform_is_recognised_and_accepted() {
+    fn a_handshake_for_inform_is_recognised_and_accepted() -> Result<(), Box<dyn std::error::Error>>
+    {
         let Opening::WebSocket(handshake) = recognise(HANDSHAKE.as_bytes()) else {
             panic!("not recognised");
         };
         assert_eq!(handshake.query, "token=abc&since=3");
         assert_eq!(handshake.head_len, HANDSHAKE.len());
-        let accept = String::from_utf8(handshake.accept()).unwrap();
+        let accept = String::from_utf8(handshake.accept())?;
         // The example from RFC 6455, section 1.3.
         assert!(accept.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        Ok(())
     }
 
     #[test]
@@ -170,10 +172,11 @@ mod tests {
     }
 
     #[test]
-    fn refusals_carry_the_json_error() {
+    fn refusals_carry_the_json_error() -> Result<(), Box<dyn std::error::Error>> {
         let bytes = refusal(&ApiError::ForbiddenOrigin);
-        let text = String::from_utf8(bytes).unwrap();
+        let text = String::from_utf8(bytes)?;
         assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"));
         assert!(text.ends_with(r#""code":"origin_not_allowed","message":"origin not allowed"}}"#));
+        Ok(())
     }
 }

@@ -134,33 +134,32 @@ async fn commit_group(
     let mut outputs = Vec::with_capacity(works.len());
     let mut index = 0;
     while index < works.len() {
-        let run: Vec<&PublishRequest> = works[index..]
-            .iter()
-            .map_while(|w| match w {
-                Work::Publish(request) => Some(request),
-                _ => None,
-            })
-            .collect();
-        if !run.is_empty() {
-            index += run.len();
-            let results = writes::publish_run(&mut tx, &run, changes).await?;
-            outputs.extend(results.into_iter().map(Output::Publish));
-            continue;
-        }
-        outputs.push(match &works[index] {
-            Work::MarkRead(user, selector) => {
-                Output::Unread(writes::mark_read(&mut tx, user, selector, changes).await?)
+        match &works[index] {
+            Work::Publish(_) => {
+                // This publish and every publish queued right after it: one run.
+                let run: Vec<&PublishRequest> = works[index..]
+                    .iter()
+                    .map_while(|w| match w {
+                        Work::Publish(request) => Some(request),
+                        _ => None,
+                    })
+                    .collect();
+                index += run.len();
+                let results = writes::publish_run(&mut tx, &run, changes).await?;
+                outputs.extend(results.into_iter().map(Output::Publish));
             }
-            Work::Prune(policy) => Output::Prune(writes::prune(&mut tx, *policy, changes).await?),
-            Work::Publish(_) => unreachable_publish(),
-        });
-        index += 1;
+            Work::MarkRead(user, selector) => {
+                index += 1;
+                let unread = writes::mark_read(&mut tx, user, selector, changes).await?;
+                outputs.push(Output::Unread(unread));
+            }
+            Work::Prune(policy) => {
+                index += 1;
+                let report = writes::prune(&mut tx, *policy, changes).await?;
+                outputs.push(Output::Prune(report));
+            }
+        }
     }
     tx.commit().await?;
     Ok(outputs)
-}
-
-/// Publishes are taken by the run above; this arm exists only to keep the match total.
-fn unreachable_publish() -> Output {
-    Output::Publish(Err(StoreError::Closed))
 }

@@ -131,23 +131,6 @@ pub async fn publish_run(
         count(notifications().flat_map(|n| n.to.iter().map(String::as_str)));
     let (topic_order, mut topics) = count(broadcasts().map(|b| b.topic.as_str()));
     let id_count: i64 = users.values().chain(topics.values()).map(|s| s.added).sum();
-    if id_count == 0 {
-        return Ok(requests
-            .iter()
-            .zip(&writes)
-            .map(|(_, free)| {
-                if *free {
-                    Ok(PublishOutcome {
-                        ids: Vec::new(),
-                        recipients: 0,
-                        online_sessions: 0,
-                    })
-                } else {
-                    Err(StoreError::IdempotencyConflict)
-                }
-            })
-            .collect());
-    }
     let mut next_id: i64 = sqlx::query_scalar(
         "UPDATE id_counter SET next_id = next_id + ?1 WHERE singleton = 1 RETURNING next_id - ?1",
     )

@@ -1,0 +1,108 @@
+//! Replay: sending what a client missed from the database, for `since` on connect and on
+//! subscribe, and to fill a gap in a live stream.
+
+use super::streams::Position;
+use super::{Exit, Session};
+use crate::model::Notification;
+use crate::protocol::{self, close};
+use crate::store::Replay;
+
+impl Session {
+    pub(super) async fn current_unread(&self) -> Result<i64, Exit> {
+        match self.user() {
+            Some(user) => self
+                .state
+                .store
+                .user_state(user)
+                .await
+                .map(|s| s.unread)
+                .map_err(|_| Exit::Close(close::TRY_AGAIN_LATER, "storage unavailable")),
+            None => Ok(0),
+        }
+    }
+
+    /// Sends the user's notifications after `since` that the client has not had, then (when
+    /// `announce`) a `resumed` frame.
+    pub(super) async fn replay_user(
+        &mut self,
+        since: i64,
+        unread: i64,
+        announce: bool,
+    ) -> Result<(), Exit> {
+        let Some(user) = self.user().map(str::to_string) else {
+            return Ok(());
+        };
+        let replay: Replay<Notification> = self
+            .state
+            .store
+            .notifications_after(&user, since, self.state.config.replay_max)
+            .await
+            .map_err(|e| {
+                log::error!("session {}: replay failed: {e}", self.id);
+                Exit::Close(close::TRY_AGAIN_LATER, "storage unavailable")
+            })?;
+        if announce {
+            // The client's position is whatever it says; frames follow from there.
+            self.user_position = Position::at(since);
+        }
+        let mut replayed = 0;
+        for notification in &replay.items {
+            if self.user_position.advance(notification.seq) {
+                self.write(protocol::notification(notification, unread))
+                    .await?;
+                replayed += 1;
+            }
+        }
+        self.user_position = Position::at(replay.latest);
+        if announce {
+            self.write(protocol::resumed("user", replayed, replay.complete))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the topic's broadcasts after `since` that the client has not had, then (when
+    /// `announce`) a `resumed` frame.
+    pub(super) async fn replay_topic(
+        &mut self,
+        topic: &str,
+        since: i64,
+        announce: bool,
+    ) -> Result<(), Exit> {
+        let replay = self
+            .state
+            .store
+            .broadcasts_after(topic, since, self.state.config.replay_max)
+            .await
+            .map_err(|e| {
+                log::error!("session {}: topic replay failed: {e}", self.id);
+                Exit::Close(close::TRY_AGAIN_LATER, "storage unavailable")
+            })?;
+        if announce {
+            if let Some(position) = self.topics.position_mut(topic) {
+                *position = Position::at(since);
+            }
+        }
+        let mut replayed = 0;
+        for broadcast in &replay.items {
+            let fresh = self
+                .topics
+                .position_mut(topic)
+                .map(|p| p.advance(broadcast.seq))
+                .unwrap_or(false);
+            if fresh {
+                self.write(protocol::broadcast(broadcast)).await?;
+                replayed += 1;
+            }
+        }
+        if let Some(position) = self.topics.position_mut(topic) {
+            *position = Position::at(replay.latest);
+        }
+        if announce {
+            let stream = format!("topic:{topic}");
+            self.write(protocol::resumed(&stream, replayed, replay.complete))
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::time::{interval, sleep_until, Interval, Sleep};
+use tokio::time::{interval, sleep_until, Interval, MissedTickBehavior, Sleep};
 
 use crate::auth::{now_secs, Identity};
 use crate::hub::{Outbound, SessionId, SessionSignal};
@@ -136,6 +136,8 @@ impl Session {
     async fn serve(&mut self, queue: flume::Receiver<Outbound>) -> Exit {
         let heartbeat = Duration::from_secs(self.state.config.heartbeat_secs);
         let mut ticks: Interval = interval(heartbeat);
+        // A loop held up (a long replay) pings once afterwards, not once per missed tick.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ticks.reset();
         let mut expiry: Pin<Box<Sleep>> = Box::pin(sleep_until(self.expiry_instant()));
         let signal = self.signal.clone();

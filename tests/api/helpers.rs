@@ -58,6 +58,14 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     start(config, db_path, dir).await
 }
 
+/// Starts a second server on the same database file while `first` keeps running: another
+/// node, without a broker between the two.
+pub async fn second_node(first: &TestApp) -> TestApp {
+    let mut config = first.config.clone();
+    config.listen = "127.0.0.1:0".into();
+    start(config, first.db_path.clone(), first._dir.clone()).await
+}
+
 /// Starts a server on the database of `previous` (which must be stopped).
 pub async fn restart(previous: TestApp) -> TestApp {
     let (config, db_path, dir) = previous.stop_keep_files();

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{restart, spawn_app, spawn_app_with};
+use crate::helpers::{restart, second_node, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn reconnecting_with_since_replays_exactly_what_was_missed() {
@@ -218,4 +218,52 @@ async fn a_rendered_page_connects_from_the_badge_seq_and_misses_nothing() {
     let frame = client.next_of_type("notification").await;
     assert_eq!(frame["notification"]["kind"], "reply");
     assert_eq!(client.next_of_type("resumed").await["replayed"], 1);
+}
+
+#[tokio::test]
+async fn a_seq_that_jumps_ahead_is_filled_from_the_database() {
+    // Two nodes on one database and no broker between them: what node A commits never
+    // reaches node B's sessions live, so B's session sees seq 2 right after 0.
+    let a = spawn_app().await;
+    let b = second_node(&a).await;
+    let (mut client, welcome) = b.connect_user("9", "").await;
+    assert_eq!(welcome["seq"], 0);
+    a.notify("9", "like").await;
+    b.notify("9", "reply").await;
+    let first = client.next_of_type("notification").await;
+    let second = client.next_of_type("notification").await;
+    assert_eq!(
+        (
+            first["notification"]["seq"].as_i64(),
+            first["notification"]["kind"].as_str()
+        ),
+        (Some(1), Some("like"))
+    );
+    assert_eq!(
+        (
+            second["notification"]["seq"].as_i64(),
+            second["notification"]["kind"].as_str()
+        ),
+        (Some(2), Some("reply"))
+    );
+    // Nothing doubled: the next frame is the next notification.
+    b.notify("9", "follow").await;
+    assert_eq!(client.notification_seqs(1).await, vec![3]);
+
+    // The same for a topic.
+    client
+        .send_json(&json!({"type": "subscribe", "topic": "article:5"}))
+        .await;
+    assert_eq!(client.next_of_type("subscribed").await["seq"], 0);
+    a.publish_ok(&json!({"topic": "article:5", "data": {"from": "a"}}))
+        .await;
+    b.publish_ok(&json!({"topic": "article:5", "data": {"from": "b"}}))
+        .await;
+    for (seq, from) in [(1, "a"), (2, "b")] {
+        let frame = client.next_of_type("broadcast").await;
+        assert_eq!(
+            (frame["seq"].as_i64(), frame["data"]["from"].as_str()),
+            (Some(seq), Some(from))
+        );
+    }
 }

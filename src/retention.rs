@@ -1,5 +1,5 @@
 //! Retention: a background task that prunes old notifications, old topic history and expired
-//! idempotency keys, once at start and then every [`INTERVAL`].
+//! idempotency keys, once at start and then every hour.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The hub: which live sessions exist on this node, which user and topics each belongs to, and
 //! the routing of deliveries to them.
 //!
-//! The session table is split over several [`Shard`] actors, each on its own thread, so no
+//! The session table is split over several `Shard` actors, each on its own thread, so no
 //! single mailbox carries every delivery. A user's sessions all live on the shard chosen by
 //! hashing the user id, so a notification goes to exactly one shard; a topic broadcast goes to
 //! every shard, each of which sends the one pre-serialised frame to its own subscribers.

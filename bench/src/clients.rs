@@ -32,6 +32,20 @@ pub struct ClientResult {
     pub connected: bool,
 }
 
+impl ClientResult {
+    /// Records the probe in a frame, if it carries one; returns whether it did.
+    fn record(&mut self, text: &str) -> bool {
+        let Some(p) = probe::parse(text) else {
+            return false;
+        };
+        let latency = now_micros().saturating_sub(p.t);
+        self.received.push(p.i);
+        self.latencies_us
+            .push(u32::try_from(latency).unwrap_or(u32::MAX));
+        true
+    }
+}
+
 /// Counters every session task updates.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -128,10 +142,7 @@ async fn read_until_stopped(
         tokio::select! {
             message = ws.next() => match message {
                 Some(Ok(Message::Text(text))) => {
-                    if let Some(p) = probe::parse(&text) {
-                        let now = now_micros();
-                        result.received.push(p.i);
-                        result.latencies_us.push(now.saturating_sub(p.t).min(u64::from(u32::MAX)) as u32);
+                    if result.record(&text) {
                         progress.deliveries.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -160,12 +171,7 @@ async fn read_until_stopped(
                 }
                 Message::Text(text) => {
                     // A late delivery still counts.
-                    if let Some(p) = probe::parse(&text) {
-                        result.received.push(p.i);
-                        result
-                            .latencies_us
-                            .push(now_micros().saturating_sub(p.t).min(u64::from(u32::MAX)) as u32);
-                    }
+                    result.record(&text);
                 }
                 Message::Close(_) => break,
                 _ => {}

@@ -103,6 +103,17 @@ enum Scenario {
     },
 }
 
+impl Scenario {
+    /// Sessions the scenario opens.
+    fn clients(&self) -> usize {
+        match self {
+            Scenario::Idle { clients, .. }
+            | Scenario::Fanout { clients, .. }
+            | Scenario::Targeted { clients, .. } => *clients,
+        }
+    }
+}
+
 /// An inclusive range of IPv4 addresses.
 #[derive(Debug, Clone)]
 pub struct IpRange(pub Vec<Ipv4Addr>);
@@ -144,11 +155,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let limit = rlimit::increase_nofile_limit(u64::MAX).context("raising the open-file limit")?;
     eprintln!("open-file limit: {limit}");
-    let needed = match &cli.scenario {
-        Scenario::Idle { clients, .. }
-        | Scenario::Fanout { clients, .. }
-        | Scenario::Targeted { clients, .. } => *clients as u64,
-    };
+    let needed = cli.scenario.clients() as u64;
     if needed + 64 > limit {
         bail!("{needed} clients need more open files than the limit of {limit}");
     }

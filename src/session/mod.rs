@@ -155,7 +155,7 @@ impl Session {
                     }
                 },
                 frame = self.conn.recv() => self.inbound(frame, &mut expiry).await,
-                _ = ticks.tick() => self.heartbeat(heartbeat).await,
+                _ = ticks.tick() => self.heartbeat().await,
                 _ = &mut expiry, if self.identity.is_some() => {
                     Err(Exit::Close(close::TOKEN_EXPIRED, "token expired"))
                 }
@@ -298,8 +298,8 @@ impl Session {
         }
     }
 
-    async fn heartbeat(&mut self, heartbeat: Duration) -> Result<(), Exit> {
-        if self.last_heard.elapsed() > heartbeat * 2 {
+    async fn heartbeat(&mut self) -> Result<(), Exit> {
+        if self.last_heard.elapsed() > Duration::from_secs(self.state.config.idle_timeout_secs()) {
             return Err(Exit::Close(close::IDLE, "no answer to pings"));
         }
         let Session { conn, signal, .. } = self;

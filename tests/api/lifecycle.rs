@@ -18,6 +18,8 @@ struct Daemon {
     child: Child,
     port: u16,
     log: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr to its end (the process exiting).
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 fn informd(dir: &Path) -> Command {
@@ -55,7 +57,7 @@ impl Daemon {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let lines = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("informd listening on 127.0.0.1:").nth(1) {
                     let port: u16 = rest.split(' ').next().unwrap().parse().unwrap();
@@ -67,7 +69,12 @@ impl Daemon {
         let port = port_rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("informd did not start: {:?}", log.lock().unwrap()));
-        Daemon { child, port, log }
+        Daemon {
+            child,
+            port,
+            log,
+            reader: Some(reader),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -81,14 +88,20 @@ impl Daemon {
         kill(pid, Signal::SIGTERM).expect("send SIGTERM");
     }
 
-    /// Waits for the process to exit; returns its exit code.
+    /// Waits for the process to exit and for its log to be read to the end; returns the exit
+    /// code and every log line.
     async fn exit_code(mut self) -> (Option<i32>, Vec<String>) {
         let log = self.log.clone();
-        let status = tokio::task::spawn_blocking(move || self.child.wait().expect("wait"))
-            .await
-            .unwrap();
-        // Let the reader thread drain the last lines.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let reader = self.reader.take();
+        let status = tokio::task::spawn_blocking(move || {
+            let status = self.child.wait().expect("wait");
+            if let Some(reader) = reader {
+                reader.join().expect("log reader");
+            }
+            status
+        })
+        .await
+        .unwrap();
         let lines = log.lock().unwrap().clone();
         (status.code(), lines)
     }

@@ -68,6 +68,38 @@ fn to_json<T: Serialize>(rows: &T) -> Result<String, StoreError> {
     serde_json::to_string(rows).map_err(|e| StoreError::Database(sqlx::Error::Encode(e.into())))
 }
 
+/// Moves each stream forward by the events it gets in this run, all in one statement, and
+/// records where its first new event goes. `sql` reads `[{"k": key, "n": count}, …]` and
+/// returns `(key, last_seq, unread)` for each stream.
+async fn advance(
+    conn: &mut SqliteConnection,
+    sql: &str,
+    order: &[&str],
+    streams: &mut HashMap<&str, Stream>,
+) -> Result<(), StoreError> {
+    if order.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Value> = order
+        .iter()
+        .map(|k| json!({"k": k, "n": streams[k].added}))
+        .collect();
+    let upserted = sqlx::query(sql)
+        .bind(Value::Array(rows).to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in upserted {
+        let key: String = row.try_get(0)?;
+        let last_seq: i64 = row.try_get(1)?;
+        let unread: i64 = row.try_get(2)?;
+        if let Some(stream) = streams.get_mut(key.as_str()) {
+            stream.next_seq = last_seq - stream.added + 1;
+            stream.next_unread = unread - stream.added + 1;
+        }
+    }
+    Ok(())
+}
+
 /// Whether `key` is held by a live (unexpired) idempotency record.
 async fn key_taken(conn: &mut SqliteConnection, key: &str, now: i64) -> Result<bool, StoreError> {
     let live: Option<i64> =
@@ -138,53 +170,27 @@ pub async fn publish_run(
     .fetch_one(&mut *conn)
     .await?;
 
-    if !user_order.is_empty() {
-        let rows: Vec<Value> = user_order
-            .iter()
-            .map(|u| json!({"u": u, "n": users[u].added}))
-            .collect();
-        let upserted = sqlx::query(
-            "INSERT INTO user_state (user_id, last_seq, unread) \
-             SELECT value ->> 'u', value ->> 'n', value ->> 'n' FROM json_each(?1) WHERE true \
-             ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq, \
-             unread = unread + excluded.unread \
-             RETURNING user_id, last_seq, unread",
-        )
-        .bind(Value::Array(rows).to_string())
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in upserted {
-            let user: String = row.try_get(0)?;
-            let last_seq: i64 = row.try_get(1)?;
-            let unread: i64 = row.try_get(2)?;
-            if let Some(stream) = users.get_mut(user.as_str()) {
-                stream.next_seq = last_seq - stream.added + 1;
-                stream.next_unread = unread - stream.added + 1;
-            }
-        }
-    }
-    if !topic_order.is_empty() {
-        let rows: Vec<Value> = topic_order
-            .iter()
-            .map(|t| json!({"t": t, "n": topics[t].added}))
-            .collect();
-        let upserted = sqlx::query(
-            "INSERT INTO topic_state (topic, last_seq) \
-             SELECT value ->> 't', value ->> 'n' FROM json_each(?1) WHERE true \
-             ON CONFLICT (topic) DO UPDATE SET last_seq = last_seq + excluded.last_seq \
-             RETURNING topic, last_seq",
-        )
-        .bind(Value::Array(rows).to_string())
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in upserted {
-            let topic: String = row.try_get(0)?;
-            let last_seq: i64 = row.try_get(1)?;
-            if let Some(stream) = topics.get_mut(topic.as_str()) {
-                stream.next_seq = last_seq - stream.added + 1;
-            }
-        }
-    }
+    advance(
+        conn,
+        "INSERT INTO user_state (user_id, last_seq, unread) \
+         SELECT value ->> 'k', value ->> 'n', value ->> 'n' FROM json_each(?1) WHERE true \
+         ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq, \
+         unread = unread + excluded.unread \
+         RETURNING user_id, last_seq, unread",
+        &user_order,
+        &mut users,
+    )
+    .await?;
+    advance(
+        conn,
+        "INSERT INTO topic_state (topic, last_seq) \
+         SELECT value ->> 'k', value ->> 'n' FROM json_each(?1) WHERE true \
+         ON CONFLICT (topic) DO UPDATE SET last_seq = last_seq + excluded.last_seq \
+         RETURNING topic, last_seq, 0",
+        &topic_order,
+        &mut topics,
+    )
+    .await?;
 
     // Assign ids and seqs in request, event and recipient order; build rows and changes.
     let mut notification_rows = Vec::new();

@@ -55,8 +55,12 @@ pub const TYPED_KEYS: &[&str] = &[
     "replay_max",
     "workers",
     "hub_shards",
+    "write_timeout_secs",
     "demo",
 ];
+
+/// Shortest secret or publisher key that draws no warning: 256 bits, as HS256 wants.
+const MIN_SECRET_BYTES: usize = 32;
 
 /// Most clock skew `jwt_leeway_secs` may allow.
 const MAX_LEEWAY_SECS: u64 = 3600;
@@ -89,8 +93,13 @@ pub struct Config {
     pub jwt_issuer: Option<String>,
     /// Clock skew tolerated between the site's backend and informd on `exp`, `nbf` and `iat`.
     pub jwt_leeway_secs: u64,
-    /// Keys backend services present to `POST /publish`; empty means the development key.
-    #[serde(deserialize_with = "list", serialize_with = "serialize_secrets")]
+    /// Keys backend services present to `POST /publish`; empty means the development key. A
+    /// key that is given must not be blank (an empty key would let anyone publish).
+    #[serde(
+        deserialize_with = "secret_list",
+        serialize_with = "serialize_secrets",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub publish_keys: Vec<SecretString>,
     /// Browser origins allowed to connect and call the REST API. Empty: same origin only;
     /// `*`: any origin.
@@ -135,6 +144,9 @@ pub struct Config {
     pub workers: usize,
     /// Hub shards (threads holding sessions); 0 means one per core.
     pub hub_shards: usize,
+    /// Seconds one write to a client may take. A client that does not take its bytes in time
+    /// (it stopped reading) is closed with 1013, so it cannot hold its session, or a shutdown.
+    pub write_timeout_secs: u64,
     /// Serve the demo page at `/` (reserved: the demo page is not built yet).
     pub demo: bool,
 }
@@ -171,6 +183,7 @@ impl Default for Config {
             replay_max: 1000,
             workers: 0,
             hub_shards: 0,
+            write_timeout_secs: 10,
             demo: true,
         }
     }
@@ -220,11 +233,36 @@ impl Config {
             ("topic_history_max", self.topic_history_max as usize),
             ("max_publish_bytes", self.max_publish_bytes),
             ("replay_max", self.replay_max as usize),
+            ("write_timeout_secs", self.write_timeout_secs as usize),
         ];
         for (key, value) in positive {
             if value == 0 {
                 return Err(ConfigError(format!("{key} must be greater than 0")));
             }
+        }
+        if self
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().trim().is_empty())
+        {
+            return Err(ConfigError(
+                "jwt_secret is empty: anyone could sign a token with an empty key. Set \
+                 jwt_secret (INFORMD_JWT_SECRET) to a long random string shared with the site's \
+                 backend, or leave it unset for the development secret"
+                    .into(),
+            ));
+        }
+        if self
+            .publish_keys
+            .iter()
+            .any(|k| k.expose_secret().is_empty())
+        {
+            return Err(ConfigError(
+                "publish_keys holds an empty key: anyone could publish with it. Give one or more \
+                 non-empty keys in publish_keys (INFORMD_PUBLISH_KEYS, comma-separated), or \
+                 leave it unset for the development key"
+                    .into(),
+            ));
         }
         if self.jwt_leeway_secs > MAX_LEEWAY_SECS {
             return Err(ConfigError(format!(
@@ -285,6 +323,26 @@ impl Config {
                  tokens. Set INFORMD_JWT_SECRET before exposing this server."
                     .to_string(),
             );
+        }
+        if let Some(secret) = &self.jwt_secret {
+            let len = secret.expose_secret().len();
+            if len < MIN_SECRET_BYTES {
+                warnings.push(format!(
+                    "jwt_secret is only {len} bytes: an HS256 secret should be at least \
+                     {MIN_SECRET_BYTES} random bytes, or it can be guessed offline from any token"
+                ));
+            }
+        }
+        let short_keys = self
+            .publish_keys
+            .iter()
+            .filter(|k| k.expose_secret().len() < MIN_SECRET_BYTES)
+            .count();
+        if short_keys > 0 {
+            warnings.push(format!(
+                "{short_keys} of publish_keys is shorter than {MIN_SECRET_BYTES} bytes: use long \
+                 random keys"
+            ));
         }
         if self.publish_keys.is_empty() {
             warnings.push(format!(
@@ -361,6 +419,25 @@ where
     Ok(items.into_iter().map(T::from).collect())
 }
 
+/// [`list`] for secrets. Unlike other lists, blank items are kept, for [`Config::validate`] to
+/// refuse: `INFORMD_PUBLISH_KEYS=` set to nothing is a mistake, not a wish for no key.
+fn secret_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Text),
+        Many(Vec<Text>),
+    }
+    let items: Vec<String> = match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(s) => String::from(s).split(',').map(String::from).collect(),
+        OneOrMany::Many(v) => v.into_iter().map(String::from).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|k| SecretString::from(k.trim().to_string()))
+        .collect())
+}
+
 fn serialize_secret<S: serde::Serializer>(
     secret: &Option<SecretString>,
     serializer: S,
@@ -395,14 +472,37 @@ mod tests {
         let config = Config::load(
             None,
             &[
-                ("publish_keys", "a, b,,c".into()),
+                ("publish_keys", "key-a, key-b".into()),
+                ("topic_prefixes", "article:, ,forum:".into()),
                 ("allowed_origins", "https://x.example".into()),
             ],
         )?;
-        assert_eq!(config.publish_keys(), vec!["a", "b", "c"]);
+        assert_eq!(config.publish_keys(), vec!["key-a", "key-b"]);
+        assert_eq!(config.topic_prefixes, vec!["article:", "forum:"]);
         assert_eq!(config.allowed_origins, vec!["https://x.example"]);
-        assert!(config.development_warnings().len() == 1);
         Ok(())
+    }
+
+    #[test]
+    fn empty_secrets_are_refused_and_short_ones_warned_about() {
+        for blank in ["", "   "] {
+            let err = Config::load(None, &[("jwt_secret", blank.into())]).unwrap_err();
+            assert!(err.to_string().contains("jwt_secret is empty"), "{err}");
+        }
+        for keys in ["", "good-key,,other", " , "] {
+            let err = Config::load(None, &[("publish_keys", keys.into())]).unwrap_err();
+            assert!(err.to_string().contains("publish_keys"), "{err}");
+            assert!(err.to_string().contains("holds an empty key"), "{err}");
+        }
+        let config = Config {
+            jwt_secret: Some("short".to_string().into()),
+            publish_keys: vec!["also-short".to_string().into()],
+            ..Config::default()
+        };
+        let warnings = config.development_warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("jwt_secret is only 5 bytes"));
+        assert!(warnings[1].contains("1 of publish_keys is shorter"));
     }
 
     #[test]
@@ -413,7 +513,11 @@ mod tests {
 
     #[test]
     fn every_key_is_read_from_the_environment() -> Result<(), Box<dyn std::error::Error>> {
-        let value = serde_json::to_value(Config::default())?;
+        let with_every_key = Config {
+            publish_keys: vec!["k".to_string().into()],
+            ..Config::default()
+        };
+        let value = serde_json::to_value(with_every_key)?;
         let mut fields: Vec<&str> = value
             .as_object()
             .ok_or("not an object")?

@@ -216,10 +216,19 @@ impl ClientFrame {
                 message: format!("unknown frame type {kind:?}"),
             });
         }
-        serde_json::from_value(value).map_err(|e| FrameError {
+        let frame = serde_json::from_value(value).map_err(|e| FrameError {
             code: "bad_frame",
             message: e.to_string(),
-        })
+        })?;
+        match frame {
+            ClientFrame::Subscribe {
+                since: Some(since), ..
+            } if since < 0 => Err(FrameError {
+                code: "bad_frame",
+                message: format!("`since` must be a seq (0 or more), got {since}"),
+            }),
+            frame => Ok(frame),
+        }
     }
 }
 
@@ -264,6 +273,17 @@ mod tests {
                 .code,
             "bad_frame"
         );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"subscribe","topic":"global","since":-1}"#)
+                .unwrap_err()
+                .code,
+            "bad_frame"
+        );
+        let min = format!(
+            r#"{{"type":"subscribe","topic":"global","since":{}}}"#,
+            i64::MIN
+        );
+        assert_eq!(ClientFrame::parse(&min).unwrap_err().code, "bad_frame");
         assert_eq!(
             ClientFrame::parse(r#"{"type":"read","all":true,"x":1}"#)
                 .unwrap_err()

@@ -117,30 +117,31 @@ impl Application {
             reason = termination_signal() => log::info!("{reason}: shutting down"),
             _ = self.stopper.0.notified() => log::info!("stop requested: shutting down"),
         }
+        // One deadline for the whole shutdown: nothing below may wait past the grace.
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(self.state.config.shutdown_grace_secs);
         self.state.begin_shutdown();
         handle.pause().await;
         self.state.hub.close_all(close::GOING_AWAY).await;
-        let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
-        // Sessions are tasks of the workers: let their close frames go out before the
-        // workers stop.
-        let deadline = tokio::time::Instant::now() + grace;
-        while self.state.running_sessions() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if self.state.running_sessions() > 0 {
+        // Sessions are tasks of the workers: let their close frames go out before the workers
+        // stop. A client that does not read is not waited for (see `session::finish`).
+        if tokio::time::timeout_at(deadline, self.state.sessions_finished())
+            .await
+            .is_err()
+        {
             log::warn!(
                 "{} sessions still closing at the end of the grace period",
                 self.state.running_sessions()
             );
         }
-        if tokio::time::timeout(grace + Duration::from_secs(1), handle.stop(true))
-            .await
-            .is_err()
-        {
-            log::warn!("shutdown grace period over; abandoning what is left");
+        // In-flight requests finish (a publish answered 200 is committed before its answer).
+        match tokio::time::timeout_at(deadline, handle.stop(true)).await {
+            Ok(()) => {
+                let _ = serving.await;
+                log::info!("informd stopped");
+            }
+            Err(_) => log::warn!("shutdown grace period over; abandoning what is left"),
         }
-        let _ = serving.await;
-        log::info!("informd stopped");
         Ok(())
     }
 }

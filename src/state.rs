@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use crate::auth::Verifier;
 use crate::broker::Broker;
 use crate::config::Config;
@@ -24,15 +26,24 @@ pub struct AppState {
     next_session: Arc<AtomicU64>,
     /// Session tasks still running (closing included), so shutdown can wait for their close
     /// frames to go out.
-    running_sessions: Arc<AtomicUsize>,
+    running_sessions: Arc<RunningSessions>,
+}
+
+/// The count of running session tasks, and a signal for when it reaches zero.
+#[derive(Default)]
+struct RunningSessions {
+    count: AtomicUsize,
+    none_left: Notify,
 }
 
 /// Counts a running session task; dropped when the task ends, however it ends.
-pub struct RunningSession(Arc<AtomicUsize>);
+pub struct RunningSession(Arc<RunningSessions>);
 
 impl Drop for RunningSession {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_left.notify_waiters();
+        }
     }
 }
 
@@ -54,7 +65,7 @@ impl AppState {
             publisher: Arc::new(publisher),
             shutting_down: Arc::new(AtomicBool::new(false)),
             next_session: Arc::new(AtomicU64::new(1)),
-            running_sessions: Arc::new(AtomicUsize::new(0)),
+            running_sessions: Arc::default(),
         }
     }
 
@@ -65,13 +76,24 @@ impl AppState {
 
     /// Marks a session task as running until the returned guard is dropped.
     pub fn session_started(&self) -> RunningSession {
-        self.running_sessions.fetch_add(1, Ordering::AcqRel);
+        self.running_sessions.count.fetch_add(1, Ordering::AcqRel);
         RunningSession(self.running_sessions.clone())
     }
 
     /// Session tasks still running.
     pub fn running_sessions(&self) -> usize {
-        self.running_sessions.load(Ordering::Acquire)
+        self.running_sessions.count.load(Ordering::Acquire)
+    }
+
+    /// Returns once no session task is running.
+    pub async fn sessions_finished(&self) {
+        loop {
+            let none_left = self.running_sessions.none_left.notified();
+            if self.running_sessions() == 0 {
+                return;
+            }
+            none_left.await;
+        }
     }
 
     /// Whether shutdown has begun: new sessions and publishes are refused with 503.

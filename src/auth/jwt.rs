@@ -6,6 +6,7 @@
 //! was wrong with the token, never the token itself.
 
 use std::fs;
+use std::time::Duration;
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -49,7 +50,18 @@ pub struct Identity {
     pub topics: Vec<String>,
 }
 
+/// The longest a session may run on one token before it must refresh. Far beyond any real
+/// token's life; it bounds the arithmetic on a validly signed but absurd `exp` (near
+/// `u64::MAX`), which would otherwise overflow when turned into a deadline.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 impl Identity {
+    /// How long from `now_secs` (Unix seconds) until the session must end, at most
+    /// [`MAX_TOKEN_LIFETIME`]: safe to add to any `Instant`.
+    pub fn expires_in(&self, now_secs: u64) -> Duration {
+        Duration::from_secs(self.expires_at.saturating_sub(now_secs)).min(MAX_TOKEN_LIFETIME)
+    }
+
     /// Whether the token's `topics` claim grants `topic`.
     pub fn may_subscribe(&self, topic: &str) -> bool {
         self.topics
@@ -265,6 +277,19 @@ mod tests {
         let token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.\
                      eyJzdWIiOiI0MiIsImV4cCI6OTk5OTk5OTk5OX0.";
         assert!(Verifier::from_config(&config())?.verify(token).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn an_absurd_exp_gives_a_bounded_lifetime() -> Result<(), Box<dyn std::error::Error>> {
+        let claims = serde_json::json!({"sub": "42", "exp": u64::MAX});
+        let key = EncodingKey::from_secret(config().jwt_secret().as_bytes());
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &key)?;
+        let identity = Verifier::from_config(&config())?.verify(&token)?;
+        assert_eq!(identity.expires_at, u64::MAX);
+        assert_eq!(identity.expires_in(now_secs()), MAX_TOKEN_LIFETIME);
+        // Adding it to an instant must not overflow.
+        let _deadline = std::time::Instant::now() + identity.expires_in(0);
         Ok(())
     }
 

@@ -6,7 +6,9 @@ mod origin;
 mod publisher;
 mod token;
 
-pub use jwt::{mint, now_secs, Audience, AuthError, Claims, Identity, Verifier};
+pub use jwt::{
+    mint, now_secs, Audience, AuthError, Claims, Identity, Verifier, MAX_TOKEN_LIFETIME,
+};
 pub use origin::{host_of, origin_allowed, origin_matches};
 pub use publisher::PublisherKeys;
 pub use token::{token_from_parts, token_from_request, url_query_value};

@@ -112,24 +112,26 @@ pub async fn accept(mut io: TcpStream, handshake: Handshake, state: AppState) {
         .hub
         .register(SessionHandle {
             id,
-            user: user.clone(),
+            user,
             queue: queue_tx,
             signal: signal.clone(),
         })
         .await;
-    if let Err(e) = registered {
-        let error = match e {
-            RegisterError::TooManySessions(n) => ApiError::TooManySessions(n),
-            RegisterError::ShuttingDown => ApiError::ShuttingDown,
-        };
-        return refuse(io, error).await;
-    }
+    let registration = match registered {
+        Ok(registration) => registration,
+        Err(e) => {
+            let error = match e {
+                RegisterError::TooManySessions(n) => ApiError::TooManySessions(n),
+                RegisterError::ShuttingDown => ApiError::ShuttingDown,
+            };
+            return refuse(io, error).await;
+        }
+    };
     let accepted = handshake.accept();
     // The request's headers are not needed any more; a session lives for hours.
     drop(handshake);
     if !answer(&mut io, &accepted).await {
-        state.hub.unregister(id, user.as_deref());
-        return;
+        return; // `registration` unregisters as it drops
     }
     log::debug!(
         "\"GET /inform\" 101: session {id} ({})",
@@ -142,7 +144,7 @@ pub async fn accept(mut io: TcpStream, handshake: Handshake, state: AppState) {
     let _ = io.set_nodelay(true);
     let connection = WsConnection::new(io, state.config.max_frame_bytes);
     let start = SessionStart {
-        id,
+        registration,
         identity: admitted.identity,
         since: admitted.since,
         queue: queue_rx,

@@ -93,6 +93,28 @@ pub struct SessionHandle {
     pub signal: Arc<SessionSignal>,
 }
 
+/// A session's place in the hub, held by the session for its whole life. Dropping it
+/// unregisters the session, so no exit path (an error, a cancelled task, a panic) can leave a
+/// registration behind to count against the user's session limit.
+pub struct Registration {
+    hub: Hub,
+    id: SessionId,
+    user: Option<Arc<str>>,
+}
+
+impl Registration {
+    /// The registered session's id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(self.id, self.user.as_deref());
+    }
+}
+
 /// A cheap, cloneable handle to the shards of this node's hub.
 #[derive(Clone)]
 pub struct Hub {
@@ -138,17 +160,25 @@ impl Hub {
     }
 
     /// Adds a session; from the moment this returns, every delivery for its user and for
-    /// `global` is queued for it.
-    pub async fn register(&self, session: SessionHandle) -> Result<(), RegisterError> {
-        let shard = self.shard_of(session.id, session.user.as_deref());
+    /// `global` is queued for it. The session stays registered until the returned guard is
+    /// dropped, on every path out of the session, a panic included.
+    pub async fn register(&self, session: SessionHandle) -> Result<Registration, RegisterError> {
+        let id = session.id;
+        let user = session.user.clone();
+        let shard = self.shard_of(id, user.as_deref());
         shard
             .send(Register { session })
             .await
-            .map_err(|_| RegisterError::ShuttingDown)?
+            .map_err(|_| RegisterError::ShuttingDown)??;
+        Ok(Registration {
+            hub: self.clone(),
+            id,
+            user,
+        })
     }
 
     /// Removes a session (it closed). Safe to call for a session the hub already dropped.
-    pub fn unregister(&self, id: SessionId, user: Option<&str>) {
+    fn unregister(&self, id: SessionId, user: Option<&str>) {
         self.shard_of(id, user).do_send(Unregister { id });
     }
 

@@ -21,16 +21,14 @@ use bytestring::ByteString;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::{interval, sleep_until, Interval, MissedTickBehavior, Sleep};
 
-use crate::auth::{now_secs, Identity};
-use crate::hub::{Outbound, SessionId, SessionSignal};
+use crate::auth::{now_secs, Identity, MAX_TOKEN_LIFETIME};
+use crate::hub::{Outbound, Registration, SessionId, SessionSignal};
 use crate::protocol::{self, close, ClientFrame};
 use crate::state::AppState;
 use crate::ws::connection::ReadError;
 use crate::ws::{Inbound, WsConnection};
 use streams::{Position, Topics};
 
-/// How long a close frame may wait for room in a stuck client's send buffer.
-const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// Bad frames in a row tolerated before the session is closed with 1008.
 const MAX_STRIKES: u32 = 10;
 /// Topics one session may hold besides `global`.
@@ -42,7 +40,8 @@ const MAX_GATHER_BYTES: usize = 64 * 1024;
 
 /// Everything a session needs to start; built by the `/inform` handshake.
 pub struct SessionStart {
-    pub id: SessionId,
+    /// The session's place in the hub; released when the session ends, however it ends.
+    pub registration: Registration,
     pub identity: Option<Identity>,
     pub since: Option<i64>,
     pub queue: flume::Receiver<Outbound>,
@@ -68,6 +67,11 @@ struct Session {
     user_position: Position,
     topics: Topics,
     last_heard: Instant,
+    /// How long one write to the client may take (`write_timeout_secs`).
+    write_timeout: Duration,
+    /// Set when a write ran out of time: the client stopped reading, so the close frame is not
+    /// waited for.
+    stalled: bool,
     strikes: u32,
     limiter: DefaultDirectRateLimiter,
 }
@@ -75,10 +79,10 @@ struct Session {
 /// Runs the session to its end and unregisters it from the hub, whatever the exit path.
 pub async fn run(state: AppState, conn: WsConnection, start: SessionStart) {
     let _running = state.session_started();
-    let user = start.identity.as_ref().map(|i| i.user.clone());
-    let hub = state.hub.clone();
-    let id = start.id;
+    let registration = start.registration;
+    let id = registration.id();
     let rate = NonZeroU32::new(state.config.inbound_rate).unwrap_or(NonZeroU32::MIN);
+    let write_timeout = Duration::from_secs(state.config.write_timeout_secs);
     let mut session = Session {
         state,
         id,
@@ -88,6 +92,8 @@ pub async fn run(state: AppState, conn: WsConnection, start: SessionStart) {
         user_position: Position::default(),
         topics: Topics::default(),
         last_heard: Instant::now(),
+        write_timeout,
+        stalled: false,
         strikes: 0,
         limiter: RateLimiter::direct(
             Quota::per_second(rate)
@@ -100,7 +106,7 @@ pub async fn run(state: AppState, conn: WsConnection, start: SessionStart) {
         Ok(()) => session.serve(start.queue).await,
         Err(exit) => exit,
     };
-    hub.unregister(id, user.as_deref());
+    drop(registration); // no more deliveries while the close frame goes out
     session.finish(exit).await;
 }
 
@@ -166,19 +172,50 @@ impl Session {
         }
     }
 
+    /// When the token runs out (anonymous sessions: never, in practice).
     fn expiry_instant(&self) -> tokio::time::Instant {
         let remaining = self
             .identity
             .as_ref()
-            .map(|i| i.expires_at.saturating_sub(now_secs()))
-            .unwrap_or(u64::from(u32::MAX));
-        tokio::time::Instant::now() + Duration::from_secs(remaining)
+            .map(|i| i.expires_in(now_secs()))
+            .unwrap_or(MAX_TOKEN_LIFETIME);
+        tokio::time::Instant::now() + remaining
     }
 
-    /// Writes one frame (and anything buffered before it), unless the session is kicked.
+    /// Writes one frame (and anything buffered before it); see [`Session::guarded`].
     async fn write(&mut self, frame: ByteString) -> Result<(), Exit> {
-        let Session { conn, signal, .. } = self;
-        unless_kicked(signal, conn.text(frame)).await
+        self.guarded(|conn| conn.text(frame)).await
+    }
+
+    /// Runs one write to the client under the session's two limits: it gives up when the hub
+    /// kicks the session meanwhile, and when the client has not taken the bytes within
+    /// `write_timeout` (it stopped reading: close 1013, and it resumes with `since`). No write
+    /// can hold the session's loop, its heartbeat, or a shutdown, for longer than that.
+    async fn guarded<'a, F>(
+        &'a mut self,
+        write: impl FnOnce(&'a mut WsConnection) -> F,
+    ) -> Result<(), Exit>
+    where
+        F: std::future::Future<Output = std::io::Result<()>> + 'a,
+    {
+        let Session {
+            conn,
+            signal,
+            write_timeout,
+            stalled,
+            ..
+        } = self;
+        tokio::select! {
+            biased;
+            code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
+            sent = tokio::time::timeout(*write_timeout, write(conn)) => match sent {
+                Ok(sent) => sent.map_err(|_| Exit::Gone),
+                Err(_) => {
+                    *stalled = true;
+                    Err(Exit::Close(close::TRY_AGAIN_LATER, "too slow: the client stopped reading"))
+                }
+            },
+        }
     }
 
     async fn error(&mut self, code: &str, message: &str) -> Result<(), Exit> {
@@ -204,8 +241,7 @@ impl Session {
                 Err(_) => break,
             }
         }
-        let Session { conn, signal, .. } = self;
-        unless_kicked(signal, conn.flush()).await
+        self.guarded(WsConnection::flush).await
     }
 
     /// Buffers a frame for the client.
@@ -292,7 +328,7 @@ impl Session {
                 self.error("unsupported_frame", "fragmented frames are not supported")
                     .await
             }
-            Inbound::Ping(payload) => self.conn.pong(payload).await.map_err(|_| Exit::Gone),
+            Inbound::Ping(payload) => self.guarded(|conn| conn.pong(payload)).await,
             Inbound::Pong => Ok(()),
             Inbound::Close => Err(Exit::Close(close::NORMAL, "bye")),
         }
@@ -302,30 +338,23 @@ impl Session {
         if self.last_heard.elapsed() > Duration::from_secs(self.state.config.idle_timeout_secs()) {
             return Err(Exit::Close(close::IDLE, "no answer to pings"));
         }
-        let Session { conn, signal, .. } = self;
-        unless_kicked(signal, conn.ping()).await
+        self.guarded(WsConnection::ping).await
     }
 
-    /// Sends the close frame (if the client is still there), waiting at most [`CLOSE_WAIT`].
+    /// Sends the close frame (if the client is still there), waiting at most `write_timeout`
+    /// for it to go out; not at all for a client that already stopped reading, whose
+    /// connection is dropped at once.
     async fn finish(self, exit: Exit) {
         let Exit::Close(code, reason) = exit else {
             return;
         };
         log::debug!("session {} closing with {code}: {reason}", self.id);
-        self.conn.close(code, reason, CLOSE_WAIT).await;
-    }
-}
-
-/// Runs a write, giving up if the hub kicks the session meanwhile: a client that does not read
-/// would otherwise hold the session's loop forever.
-async fn unless_kicked(
-    signal: &SessionSignal,
-    write: impl std::future::Future<Output = std::io::Result<()>>,
-) -> Result<(), Exit> {
-    tokio::select! {
-        biased;
-        code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
-        sent = write => sent.map_err(|_| Exit::Gone),
+        let wait = if self.stalled {
+            Duration::ZERO
+        } else {
+            self.write_timeout
+        };
+        self.conn.close(code, reason, wait).await;
     }
 }
 

@@ -152,7 +152,9 @@ impl WsConnection {
     }
 
     /// Finishes any interrupted frame, sends a close frame with `code` and `reason`, and shuts
-    /// the stream down; gives up after `wait` (a client that reads nothing).
+    /// the stream down. A client that has not taken it all after `wait` (with `wait` zero: after
+    /// one attempt) reads nothing: its connection is reset, so the kernel does not go on
+    /// holding, and retrying, the bytes it will never read.
     pub async fn close(mut self, code: u16, reason: &str, wait: Duration) {
         let frame = Message::Close(Some(CloseReason {
             code: CloseCode::from(code),
@@ -165,7 +167,10 @@ impl WsConnection {
             self.flush().await?;
             self.io.shutdown().await
         };
-        let _ = tokio::time::timeout(wait, closing).await;
+        if tokio::time::timeout(wait, closing).await.is_err() {
+            // Linger 0: the drop that follows sends RST and frees the socket at once.
+            let _ = socket2::SockRef::from(&self.io).set_linger(Some(Duration::ZERO));
+        }
     }
 }
 

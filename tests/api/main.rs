@@ -4,8 +4,10 @@
 // A test that fails to set up should panic right there.
 #![allow(clippy::unwrap_used)]
 
+mod daemon;
 mod helpers;
 
+mod attacks;
 mod auth;
 mod concurrency;
 mod inbox;

@@ -1,0 +1,145 @@
+//! The real `informd` binary as a child process: start it with a configuration, find its port
+//! in its log, signal it, count its file descriptors, and read its log to the end.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{JWT_SECRET, PUBLISH_KEY};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_informd");
+
+/// A running `informd serve` child process.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr to its end (the process exiting).
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn informd(dir: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("INFORMD_") || key == "RUST_LOG" {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+pub fn configured(dir: &Path) -> Command {
+    let mut command = informd(dir);
+    command
+        .env("INFORMD_DATABASE", dir.join("informd.db"))
+        .env("INFORMD_JWT_SECRET", JWT_SECRET)
+        .env("INFORMD_PUBLISH_KEYS", format!("other-key,{PUBLISH_KEY}"));
+    command
+}
+
+impl Daemon {
+    pub fn start(mut command: Command) -> Daemon {
+        if !command
+            .get_envs()
+            .any(|(key, value)| key == "INFORMD_SHUTDOWN_GRACE_SECS" && value.is_some())
+        {
+            command.env("INFORMD_SHUTDOWN_GRACE_SECS", "5");
+        }
+        let mut child = command
+            .arg("serve")
+            .env("INFORMD_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn informd");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let lines = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("informd listening on 127.0.0.1:").nth(1) {
+                    let port: u16 = rest.split(' ').next().unwrap().parse().unwrap();
+                    let _ = port_tx.send(port);
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("informd did not start: {:?}", log.lock().unwrap()));
+        Daemon {
+            child,
+            port,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// Sockets the process holds now: its listener and its connections. (Its other
+    /// descriptors, the database files above all, come and go with the connection pool.)
+    pub fn open_sockets(&self) -> usize {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())) else {
+            return 0;
+        };
+        dir.filter_map(Result::ok)
+            .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn terminate(&self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
+        kill(pid, Signal::SIGTERM).expect("send SIGTERM");
+    }
+
+    /// Waits for the process to exit and for its log to be read to the end; returns the exit
+    /// code and every log line.
+    pub async fn exit_code(mut self) -> (Option<i32>, Vec<String>) {
+        let log = self.log.clone();
+        let reader = self.reader.take();
+        let status = tokio::task::spawn_blocking(move || {
+            let status = self.child.wait().expect("wait");
+            if let Some(reader) = reader {
+                reader.join().expect("log reader");
+            }
+            status
+        })
+        .await
+        .unwrap();
+        let lines = log.lock().unwrap().clone();
+        (status.code(), lines)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+pub fn token(sub: &str) -> String {
+    let config = crate::helpers::test_config(Path::new("unused.db"));
+    informd::auth::mint(&config, sub, 3600, vec![], None).unwrap()
+}
+
+pub async fn publish(http: &reqwest::Client, daemon: &Daemon, body: &Value) -> reqwest::Response {
+    http.post(daemon.url("/publish"))
+        .bearer_auth(PUBLISH_KEY)
+        .json(body)
+        .send()
+        .await
+        .expect("publish")
+}

@@ -49,6 +49,18 @@ pub enum ApiError {
     /// `/inform` was requested without a WebSocket handshake.
     #[error("this endpoint speaks WebSocket: {0}")]
     UpgradeRequired(String),
+    /// A WebSocket handshake that RFC 6455 refuses; the message says which rule it broke.
+    #[error("not a valid WebSocket handshake: {0}")]
+    InvalidHandshake(&'static str),
+    /// The request head or body did not arrive in time; the message says which.
+    #[error("{0} did not arrive in time")]
+    RequestTimeout(&'static str),
+    /// The request head is larger than the server reads.
+    #[error("the request head is larger than {limit} bytes")]
+    HeadersTooLarge { limit: usize },
+    /// Every slot for connections still sending their first request is taken.
+    #[error("too many connections are still sending their request")]
+    Busy,
     #[error("method not allowed here")]
     MethodNotAllowed,
     /// The database (or broker) failed; the cause is logged, not shown.
@@ -75,6 +87,10 @@ impl ApiError {
             ApiError::IdempotencyInFlight => "idempotency_key_in_flight",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::UpgradeRequired(_) => "upgrade_required",
+            ApiError::InvalidHandshake(_) => "invalid_handshake",
+            ApiError::RequestTimeout(_) => "request_timeout",
+            ApiError::HeadersTooLarge { .. } => "headers_too_large",
+            ApiError::Busy => "busy",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
         }
@@ -85,6 +101,7 @@ impl ApiError {
             ApiError::RateLimited { retry_after } => Some(*retry_after),
             ApiError::IdempotencyInFlight => Some(1),
             ApiError::ShuttingDown | ApiError::Unavailable(_) => Some(5),
+            ApiError::Busy => Some(1),
             _ => None,
         }
     }
@@ -114,7 +131,10 @@ impl ResponseError for ApiError {
         match self {
             ApiError::InvalidJson(_)
             | ApiError::InvalidField { .. }
-            | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidQuery { .. }
+            | ApiError::InvalidHandshake(_) => StatusCode::BAD_REQUEST,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Unauthorized(_) | ApiError::BadToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::ForbiddenOrigin => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -124,7 +144,9 @@ impl ResponseError for ApiError {
             }
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
-            ApiError::ShuttingDown | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown | ApiError::Unavailable(_) | ApiError::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -148,6 +170,8 @@ impl ResponseError for ApiError {
         }
         if matches!(self, ApiError::UpgradeRequired(_)) {
             response.insert_header((header::UPGRADE, "websocket"));
+            // RFC 6455, 4.4: the versions this server speaks.
+            response.insert_header((header::SEC_WEBSOCKET_VERSION, "13"));
         }
         response.json(Body {
             error: Inner {

@@ -13,7 +13,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::auth::PublisherKeys;
+use crate::auth::{bearer, PublisherKeys};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::hub::Presence;
@@ -87,12 +87,9 @@ impl Publisher {
 
     /// Checks the `Authorization` header and the key's rate limit.
     pub fn authorize(&self, authorization: Option<&str>) -> Result<(), ApiError> {
-        let presented = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::Unauthorized("Authorization: Bearer <publisher key> is required".into())
-            })?;
+        let presented = authorization.and_then(bearer).ok_or_else(|| {
+            ApiError::Unauthorized("Authorization: Bearer <publisher key> is required".into())
+        })?;
         let index = self
             .keys
             .check(presented)

@@ -11,4 +11,4 @@ pub use jwt::{
 };
 pub use origin::{host_of, origin_allowed, origin_matches};
 pub use publisher::PublisherKeys;
-pub use token::{token_from_parts, token_from_request, url_query_value};
+pub use token::{bearer, token_from_parts, token_from_request, url_query_value};

@@ -6,11 +6,17 @@
 
 use actix_web::http::header;
 
-/// Whether the request's `Origin` (if any) may use this server, given its headers.
+/// Whether the request's `Origin` (if any) may use this server, given its headers. A browser
+/// sends one `Origin`; a request with two is forged, and refused whatever they say (checking
+/// only the first would let the second through to whatever reads it next).
 pub fn origin_allowed(allowed: &[String], headers: &header::HeaderMap) -> bool {
-    match headers.get(header::ORIGIN) {
-        None => true,
-        Some(origin) => origin_matches(allowed, origin.to_str().unwrap_or(""), host_of(headers)),
+    let mut origins = headers.get_all(header::ORIGIN);
+    match (origins.next(), origins.next()) {
+        (None, _) => true,
+        (Some(origin), None) => {
+            origin_matches(allowed, origin.to_str().unwrap_or(""), host_of(headers))
+        }
+        (Some(_), Some(_)) => false,
     }
 }
 
@@ -47,6 +53,17 @@ mod tests {
             .insert_header((header::ORIGIN, "https://evil.test"))
             .to_http_request();
         assert!(!origin_allowed(&[], req.headers()));
+    }
+
+    #[test]
+    fn two_origins_are_refused_even_if_both_are_allowed() {
+        let req = TestRequest::default()
+            .insert_header((header::HOST, "example.com"))
+            .append_header((header::ORIGIN, "https://example.com"))
+            .append_header((header::ORIGIN, "https://example.com"))
+            .to_http_request();
+        assert!(!origin_allowed(&[], req.headers()));
+        assert!(!origin_allowed(&["*".into()], req.headers()));
     }
 
     #[test]

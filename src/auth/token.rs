@@ -30,9 +30,7 @@ pub fn token_from_parts(
     if let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+        .and_then(bearer)
     {
         return Some(token.to_string());
     }
@@ -50,6 +48,15 @@ pub fn token_from_parts(
         .find(|cookie| cookie.name() == cookie_name)
         .map(|cookie| cookie.value().to_string())
         .filter(|t| !t.is_empty())
+}
+
+/// The credentials of an `Authorization: Bearer` header value. The scheme is matched without
+/// regard to case (RFC 7235: `bearer` is as good as `Bearer`); any other scheme (`Basic` from a
+/// staging site's password, say) is not ours and yields `None`.
+pub fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, credentials) = authorization.trim_start().split_once(' ')?;
+    let credentials = credentials.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty()).then_some(credentials)
 }
 
 /// The first value of `name` in a URL query string, percent-decoded.
@@ -96,5 +103,15 @@ mod tests {
             token_from_request(&TestRequest::default().to_http_request(), "x", true),
             None
         );
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_without_regard_to_case() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Bearerabc"), None);
     }
 }

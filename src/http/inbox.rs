@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body;
 use crate::auth::{token_from_request, Identity};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -16,6 +17,8 @@ const MAX_PAGE: u64 = 100;
 const DEFAULT_PAGE: u64 = 20;
 /// Most ids one read request may name.
 const MAX_READ_IDS: usize = 1000;
+/// The largest read request body: room for [`MAX_READ_IDS`] ids and then some.
+const READ_BODY_LIMIT: usize = 64 * 1024;
 
 fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Identity, ApiError> {
     let token = token_from_request(req, &state.config.cookie_name, false).ok_or_else(|| {
@@ -102,10 +105,11 @@ struct ReadBody {
 /// `POST /api/notifications/read` with `{"ids":[…]}`, `{"up_to":seq}` or `{"all":true}`.
 pub async fn mark_read(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let identity = authenticate(&state, &req)?;
+    let body = body::read(&req, payload, READ_BODY_LIMIT).await?;
     let body: ReadBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     let selector = match (body.ids, body.up_to, body.all) {

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -79,7 +80,8 @@ async fn answer(io: &mut TcpStream, bytes: &[u8]) -> bool {
     )
 }
 
-async fn refuse(mut io: TcpStream, error: ApiError) {
+/// Answers a handshake that will not become a session with `error`, and closes the connection.
+pub async fn refuse(mut io: TcpStream, error: ApiError) {
     log::info!(
         "\"GET /inform\" {} ({})",
         error_status(&error),
@@ -95,8 +97,8 @@ fn error_status(error: &ApiError) -> u16 {
 }
 
 /// Serves a WebSocket handshake whose head has been consumed from `io`: refuses it, or
-/// accepts it and starts the session.
-pub async fn accept(mut io: TcpStream, handshake: Handshake, state: AppState) {
+/// accepts it and starts the session. `frames` are bytes the client sent after the head.
+pub async fn accept(mut io: TcpStream, handshake: Handshake, frames: BytesMut, state: AppState) {
     let admitted = match admit(&state, &handshake) {
         Ok(admitted) => admitted,
         Err(error) => return refuse(io, error).await,
@@ -142,7 +144,7 @@ pub async fn accept(mut io: TcpStream, handshake: Handshake, state: AppState) {
         }
     );
     let _ = io.set_nodelay(true);
-    let connection = WsConnection::new(io, state.config.max_frame_bytes);
+    let connection = WsConnection::new(io, state.config.max_frame_bytes, frames);
     let start = SessionStart {
         registration,
         identity: admitted.identity,

@@ -1,5 +1,6 @@
 //! The HTTP surface: which path goes to which handler, CORS, and the access log.
 
+mod body;
 mod health;
 mod inbox;
 pub mod inform;

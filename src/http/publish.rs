@@ -3,14 +3,14 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
+use super::body;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 pub async fn publish(
     req: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if state.is_shutting_down() {
@@ -30,23 +30,7 @@ pub async fn publish(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let limit = state.config.max_publish_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::InvalidJson(format!("reading the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = body::read(&req, payload, state.config.max_publish_bytes).await?;
     let idempotency_key = req
         .headers()
         .get("Idempotency-Key")

@@ -54,12 +54,14 @@ pub struct WsConnection {
 }
 
 impl WsConnection {
-    /// Wraps a stream whose handshake has been answered.
-    pub fn new(io: TcpStream, max_frame_bytes: usize) -> WsConnection {
+    /// Wraps a stream whose handshake has been answered. `received` holds any bytes the client
+    /// sent after its handshake head that were read with it (a client may send its first frames
+    /// without waiting for the answer).
+    pub fn new(io: TcpStream, max_frame_bytes: usize, received: BytesMut) -> WsConnection {
         WsConnection {
             io,
             codec: Codec::new().max_size(max_frame_bytes),
-            read_buf: BytesMut::new(),
+            read_buf: received,
             write_buf: BytesMut::new(),
         }
     }

@@ -1,9 +1,13 @@
 //! Recognising a WebSocket handshake for `/inform` at the start of a connection, and
 //! answering it: `101 Switching Protocols`, or a refusal with the API's JSON error body.
 
-use actix_http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
+use actix_http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING, UPGRADE,
+};
 use actix_web::body::MessageBody;
 use actix_web::ResponseError;
+use base64::prelude::{Engine, BASE64_STANDARD};
 
 use crate::error::ApiError;
 
@@ -25,6 +29,9 @@ pub struct Handshake {
 pub enum Opening {
     /// A WebSocket handshake for `/inform`: served by the session code.
     WebSocket(Handshake),
+    /// A request for `/inform` that asks to become a WebSocket but breaks RFC 6455: answered
+    /// with this error, and the connection closed.
+    Refused(ApiError),
     /// Anything else (including malformed requests): served by the HTTP application.
     Http,
     /// The request head is not complete yet.
@@ -67,30 +74,58 @@ pub fn recognise(bytes: &[u8]) -> Opening {
         };
         headers.append(name, value);
     }
-    let version_13 = headers
-        .get("sec-websocket-version")
-        .is_some_and(|v| v.as_bytes() == b"13");
-    let key = headers
-        .get("sec-websocket-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(String::from);
-    match key {
-        Some(key)
-            if version_13
-                && has_token(&headers, &UPGRADE, "websocket")
-                && has_token(&headers, &CONNECTION, "upgrade") =>
-        {
-            Opening::WebSocket(Handshake {
-                query: query.to_string(),
-                headers,
-                key,
-                head_len,
-            })
+    if !has_token(&headers, &UPGRADE, "websocket") {
+        // A plain GET: the HTTP route answers 426.
+        return Opening::Http;
+    }
+    match check(request.version, &headers) {
+        Ok(key) => Opening::WebSocket(Handshake {
+            query: query.to_string(),
+            headers,
+            key,
+            head_len,
+        }),
+        Err(error) => Opening::Refused(error),
+    }
+}
+
+/// The rules of RFC 6455, section 4.2.1, for a request that asks for a WebSocket; the key when
+/// they hold.
+fn check(version: Option<u8>, headers: &HeaderMap) -> Result<String, ApiError> {
+    if version != Some(1) {
+        return Err(ApiError::InvalidHandshake("HTTP/1.1 is required"));
+    }
+    if !has_token(headers, &CONNECTION, "upgrade") {
+        return Err(ApiError::InvalidHandshake(
+            "Connection: Upgrade is required",
+        ));
+    }
+    if headers.contains_key(CONTENT_LENGTH) || headers.contains_key(TRANSFER_ENCODING) {
+        return Err(ApiError::InvalidHandshake("a handshake has no body"));
+    }
+    let mut versions = headers.get_all(SEC_WEBSOCKET_VERSION);
+    match (versions.next(), versions.next()) {
+        (Some(v), None) if v.as_bytes() == b"13" => {}
+        _ => {
+            return Err(ApiError::UpgradeRequired(
+                "Sec-WebSocket-Version must be 13".into(),
+            ))
         }
-        // Not a (valid) WebSocket handshake: the HTTP route answers 426.
-        _ => Opening::Http,
+    }
+    let mut keys = headers.get_all(SEC_WEBSOCKET_KEY);
+    let key = match (keys.next(), keys.next()) {
+        (Some(key), None) => key.to_str().unwrap_or("").trim(),
+        _ => {
+            return Err(ApiError::InvalidHandshake(
+                "exactly one Sec-WebSocket-Key is required",
+            ))
+        }
+    };
+    match BASE64_STANDARD.decode(key) {
+        Ok(nonce) if nonce.len() == 16 => Ok(key.to_string()),
+        _ => Err(ApiError::InvalidHandshake(
+            "Sec-WebSocket-Key must be 16 bytes in base64",
+        )),
     }
 }
 
@@ -161,14 +196,44 @@ mod tests {
         assert!(matches!(recognise(other_path.as_bytes()), Opening::Http));
         let no_upgrade = HANDSHAKE.replace("Upgrade: websocket\r\n", "");
         assert!(matches!(recognise(no_upgrade.as_bytes()), Opening::Http));
-        let old_version = HANDSHAKE.replace("Version: 13", "Version: 8");
-        assert!(matches!(recognise(old_version.as_bytes()), Opening::Http));
         let post = HANDSHAKE.replace("GET", "POST");
         assert!(matches!(recognise(post.as_bytes()), Opening::Http));
         assert!(matches!(
             recognise(b"\x16\x03\x01garbage\r\n\r\n"),
             Opening::Http
         ));
+    }
+
+    fn refused(head: &str) -> ApiError {
+        match recognise(head.as_bytes()) {
+            Opening::Refused(error) => error,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn handshakes_that_break_rfc_6455_are_refused() {
+        let cases = [
+            ("Key: dGhlIHNhbXBsZSBub25jZQ==", "Key: c2hvcnQ="),
+            ("Key: dGhlIHNhbXBsZSBub25jZQ==", "Key: not base64 at all!"),
+            ("HTTP/1.1", "HTTP/1.0"),
+            ("keep-alive, Upgrade", "keep-alive"),
+            ("Version: 13\r\n", "Version: 13\r\nContent-Length: 5\r\n"),
+            (
+                "Version: 13\r\n",
+                "Version: 13\r\nTransfer-Encoding: chunked\r\n",
+            ),
+            (
+                "Version: 13\r\n",
+                "Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+            ),
+        ];
+        for (from, to) in cases {
+            let error = refused(&HANDSHAKE.replace(from, to));
+            assert_eq!(error.code(), "invalid_handshake", "{to}");
+        }
+        let old_version = refused(&HANDSHAKE.replace("Version: 13", "Version: 8"));
+        assert_eq!(old_version.code(), "upgrade_required");
     }
 
     #[test]

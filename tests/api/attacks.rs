@@ -235,7 +235,6 @@ async fn clients_that_never_read_are_cut_off_and_do_not_hold_a_shutdown() {
 }
 
 #[tokio::test]
-#[ignore = "front door rewrite in progress (issue 6, item 3)"]
 async fn heads_cut_short_are_released_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(configured(dir.path()));
@@ -258,7 +257,6 @@ async fn heads_cut_short_are_released_at_once() {
 }
 
 #[tokio::test]
-#[ignore = "body limits in progress (issue 6, item 4)"]
 async fn slow_bodies_without_credentials_are_refused_before_the_body() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(configured(dir.path()));

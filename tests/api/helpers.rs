@@ -332,3 +332,24 @@ pub enum Event {
 pub fn code(c: u16) -> Option<u16> {
     Some(u16::from(CloseCode::from(c)))
 }
+
+/// Sends raw bytes on a fresh connection and returns what the server answers first.
+pub async fn raw_exchange(port: u16, parts: &[&[u8]]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            // A head that arrives in pieces, as over a slow network.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        stream.write_all(part).await.unwrap();
+    }
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(crate::helpers::FRAME_TIMEOUT, stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}

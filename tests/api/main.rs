@@ -10,6 +10,7 @@ mod helpers;
 mod attacks;
 mod auth;
 mod concurrency;
+mod frontdoor;
 mod inbox;
 mod lifecycle;
 mod publish;

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{code, spawn_app, spawn_app_with, Client, Event};
+use crate::helpers::{code, raw_exchange, spawn_app, spawn_app_with, Client, Event};
 
 #[tokio::test]
 async fn welcome_comes_first_for_users_and_anonymous_visitors() {
@@ -363,27 +363,6 @@ async fn a_silent_client_is_closed_after_two_heartbeats() {
     assert_eq!(silent.closed().await, code(4002));
     lively.send_json(&json!({"type": "ping"})).await;
     lively.next_of_type("pong").await;
-}
-
-/// Sends raw bytes on a fresh connection and returns what the server answers first.
-async fn raw_exchange(port: u16, parts: &[&[u8]]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            // A head that arrives in pieces, as over a slow network.
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        stream.write_all(part).await.unwrap();
-    }
-    let mut answer = vec![0; 4096];
-    let n = tokio::time::timeout(crate::helpers::FRAME_TIMEOUT, stream.read(&mut answer))
-        .await
-        .expect("an answer")
-        .unwrap();
-    String::from_utf8_lossy(&answer[..n]).into_owned()
 }
 
 #[tokio::test]

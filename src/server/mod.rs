@@ -1,17 +1,21 @@
 //! The front door: one listener, one port, two kinds of connection.
 //!
-//! Each new connection's first bytes are peeked (not consumed). A WebSocket handshake for
-//! `/inform` is served directly on the TCP stream by [`crate::http::inform::accept`], which keeps
-//! a waiting session down to a few kilobytes; anything else is handed, untouched, to the
+//! Each new connection's first request head is read ([`head`]) into a buffer of its own. A
+//! WebSocket handshake for `/inform` is served directly on the TCP stream by
+//! [`crate::http::inform::accept`], which keeps a waiting session down to a few kilobytes;
+//! anything else is handed, with the bytes already read put back in front ([`prefixed`]), to the
 //! actix-web application through actix-http's HTTP service. Workers, graceful shutdown and the
-//! accept loop are actix-server's.
+//! accept loop (which backs off when accepting fails, as on EMFILE) are actix-server's.
+
+mod head;
+mod prefixed;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::time::Duration;
 
-use actix_http::HttpService;
+use actix_http::{HttpService, Protocol};
 use actix_server::Server;
 use actix_service::{
     fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory,
@@ -19,22 +23,28 @@ use actix_service::{
 use actix_web::dev::AppConfig;
 use actix_web::middleware::Logger;
 use actix_web::{web, App};
-use tokio::io::AsyncReadExt;
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
+use head::Head;
+pub use head::{HEAD_TIMEOUT, MAX_HEAD};
+use prefixed::Prefixed;
+
+use crate::error::ApiError;
 use crate::http;
 use crate::state::AppState;
-use crate::ws::handshake::{recognise, Opening};
+use crate::ws::handshake::{refusal, Opening};
 
-/// The most of a request head looked at to tell a handshake apart (browsers with many cookies
-/// send large heads).
-const PEEK_LIMIT: usize = 32 * 1024;
-/// How long a connection may take to send its request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause between looks at a request head that has not fully arrived.
-const PEEK_RETRY: Duration = Duration::from_millis(5);
 /// Connections waiting to be accepted.
 const BACKLOG: i32 = 4096;
+/// Connections, per worker, that may be sending their first request head at once. Beyond it a
+/// new connection gets 503 at once: reconnecting browsers retry, and a flood of slow or
+/// half-sent heads cannot hold more than this many sockets and buffers.
+pub const HEAD_SLOTS: usize = 512;
+/// How long writing a refusal to a connection that is being turned away may take.
+const TURN_AWAY_WAIT: Duration = Duration::from_secs(1);
 
 /// Binds `address` with a backlog deep enough for thousands of browsers reconnecting at once.
 pub fn bind(address: &str) -> io::Result<TcpListener> {
@@ -87,21 +97,22 @@ pub fn build(
                         .wrap(access_log())
                         .configure(move |cfg| http::routes(cfg, &routes_state))
                         .into_factory();
-                    let http = HttpService::build()
+                    let http = HttpService::<Prefixed, _, _, _, _>::build()
                         .graceful_shutdown_signal(move || {
                             let stopping = stopping.clone();
                             async move { stopping.notified().await }
                         })
                         .finish(map_config(app, |_| AppConfig::default()))
-                        .tcp()
                         .new_service(())
                         .await
                         .map_err(|e| log::error!("cannot start the HTTP service: {e:?}"))?;
                     let http = Rc::new(http);
+                    let head_slots = Rc::new(Semaphore::new(HEAD_SLOTS));
                     Ok::<_, ()>(fn_service(move |io: TcpStream| {
                         let http = http.clone();
+                        let head_slots = head_slots.clone();
                         let state = state.clone();
-                        async move { route(io, http, state).await }
+                        async move { route(io, http, head_slots, state).await }
                     }))
                 }
             })
@@ -111,43 +122,65 @@ pub fn build(
 }
 
 /// Serves one connection: a WebSocket session or HTTP.
-async fn route<S>(mut io: TcpStream, http: Rc<S>, state: AppState) -> Result<(), ()>
+async fn route<S>(
+    mut io: TcpStream,
+    http: Rc<S>,
+    head_slots: Rc<Semaphore>,
+    state: AppState,
+) -> Result<(), ()>
 where
-    S: Service<TcpStream, Response = ()>,
+    S: Service<(Prefixed, Protocol, Option<SocketAddr>), Response = ()>,
     S::Error: std::fmt::Debug,
 {
-    match tokio::time::timeout(HEAD_TIMEOUT, opening(&io)).await {
-        Ok(Opening::WebSocket(handshake)) => {
-            let mut head = vec![0; handshake.head_len];
-            if io.read_exact(&mut head).await.is_err() {
-                return Ok(());
-            }
-            drop(head);
-            http::inform::accept(io, handshake, state).await;
+    let Ok(slot) = head_slots.try_acquire() else {
+        turn_away(io, ApiError::Busy).await;
+        return Ok(());
+    };
+    let head = head::read(&mut io).await;
+    drop(slot);
+    match head {
+        Head::Read(Opening::WebSocket(handshake), mut received) => {
+            let frames = if received.len() > handshake.head_len {
+                received.split_off(handshake.head_len)
+            } else {
+                BytesMut::new()
+            };
+            drop(received);
+            http::inform::accept(io, handshake, frames, state).await;
             Ok(())
         }
-        // Anything else, including a head that never completes, is for the HTTP server (which
-        // has its own timeouts and error answers). Boxed: the HTTP dispatcher's future is
-        // several kilobytes, and unboxed it would size every WebSocket session's task too.
-        _ => Box::pin(http.call(io))
-            .await
-            .map(|_| ())
-            .map_err(|e| log::debug!("HTTP connection ended: {e:?}")),
+        Head::Read(Opening::Refused(error), _) => {
+            http::inform::refuse(io, error).await;
+            Ok(())
+        }
+        Head::Refused(error) => {
+            turn_away(io, error).await;
+            Ok(())
+        }
+        Head::Read(Opening::Http | Opening::Incomplete, received) => {
+            let peer = io.peer_addr().ok();
+            let stream = Prefixed::new(received.freeze(), io);
+            // Boxed: the HTTP dispatcher's future is several kilobytes, and unboxed it would
+            // size every WebSocket session's task too.
+            Box::pin(http.call((stream, Protocol::Http1, peer)))
+                .await
+                .map_err(|e| log::debug!("HTTP connection ended: {e:?}"))
+        }
+        Head::Gone => Ok(()),
     }
 }
 
-/// Peeks at the request head until it is complete (or clearly not a handshake).
-async fn opening(io: &TcpStream) -> Opening {
-    let mut buf = vec![0; PEEK_LIMIT];
-    loop {
-        let n = match io.peek(&mut buf).await {
-            Ok(0) | Err(_) => return Opening::Http,
-            Ok(n) => n,
-        };
-        match recognise(&buf[..n]) {
-            Opening::Incomplete if n < buf.len() => tokio::time::sleep(PEEK_RETRY).await,
-            Opening::Incomplete => return Opening::Http,
-            decided => return decided,
-        }
+/// Answers a connection that will not be served with `error`'s JSON response, and closes it.
+async fn turn_away(mut io: TcpStream, error: ApiError) {
+    log::debug!("connection turned away: {}", error.code());
+    let answer = refusal(&error);
+    let written = tokio::time::timeout(TURN_AWAY_WAIT, async {
+        io.write_all(&answer).await?;
+        io.shutdown().await
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        // Linger 0: the drop sends RST, so the kernel does not go on holding unread bytes.
+        let _ = socket2::SockRef::from(&io).set_linger(Some(Duration::ZERO));
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::daemon::{configured, publish, token, Daemon};
+use crate::daemon::{configured, publish, token, with_file_limit, Daemon};
 use crate::helpers::{Client, JWT_SECRET};
 
 /// Polls `condition` every 50 ms until it holds or `limit` passes; returns whether it held.
@@ -254,6 +254,47 @@ async fn heads_cut_short_are_released_at_once() {
     assert_fds_return(&daemon, baseline, Duration::from_secs(3), "partial heads").await;
     assert_responsive(&daemon).await;
     legitimate_user_gets_through(&daemon, "alice").await;
+}
+
+#[tokio::test]
+async fn running_out_of_file_descriptors_is_over_once_the_heads_are_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(with_file_limit(dir.path(), 128));
+    let baseline = warmed_baseline(&daemon).await;
+    // More half-sent heads than the server has descriptors: accepting fails (EMFILE) for the
+    // last of them, and actix-server backs off instead of spinning.
+    let mut connections = Vec::new();
+    for _ in 0..200 {
+        let mut io = TcpStream::connect(("127.0.0.1", daemon.port))
+            .await
+            .unwrap();
+        io.write_all(b"GET /inform?token=abc HTTP/1.1\r\nHost: 1")
+            .await
+            .unwrap();
+        connections.push(io);
+    }
+    drop(connections);
+    // Well before any head timeout, the descriptors are back and the server answers.
+    assert_fds_return(
+        &daemon,
+        baseline,
+        Duration::from_secs(3),
+        "heads past EMFILE",
+    )
+    .await;
+    assert_responsive(&daemon).await;
+    legitimate_user_gets_through(&daemon, "alice").await;
+    daemon.terminate();
+    let (_, log) = daemon.exit_code().await;
+    let refused = log
+        .iter()
+        .filter(|line| line.contains("Too many open files"))
+        .count();
+    assert!(
+        refused > 0,
+        "the test never ran the server out of descriptors"
+    );
+    assert!(refused < 50, "accepting spun on EMFILE: {refused} errors");
 }
 
 #[tokio::test]

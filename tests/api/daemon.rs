@@ -42,6 +42,23 @@ pub fn configured(dir: &Path) -> Command {
     command
 }
 
+/// [`configured`], run under `prlimit` with at most `files` open file descriptors (soft and hard).
+pub fn with_file_limit(dir: &Path, files: u32) -> Command {
+    let configured = configured(dir);
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--nofile={files}:{files}"))
+        .arg(BINARY)
+        .current_dir(dir);
+    for (key, value) in configured.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    command
+}
+
 impl Daemon {
     pub fn start(mut command: Command) -> Daemon {
         if !command

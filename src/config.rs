@@ -34,6 +34,7 @@ pub const TEXT_KEYS: &[&str] = &[
     "allowed_origins",
     "cookie_name",
     "topic_prefixes",
+    "metrics_listen",
 ];
 
 /// Keys whose values are numbers or booleans.
@@ -149,6 +150,8 @@ pub struct Config {
     pub write_timeout_secs: u64,
     /// Serve the demo page at `/` (reserved: the demo page is not built yet).
     pub demo: bool,
+    /// Serve `GET /metrics` only on this `host:port`, not on `listen`; unset: on `listen`.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -185,6 +188,7 @@ impl Default for Config {
             hub_shards: 0,
             write_timeout_secs: 10,
             demo: true,
+            metrics_listen: None,
         }
     }
 }

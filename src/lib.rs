@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod publish;

@@ -29,6 +29,9 @@ pub mod close {
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// The client stopped answering pings.
     pub const IDLE: u16 = 4002;
+    /// Never sent: what a client sees when the connection ends without a close frame (it went
+    /// away first, or the server gave up on it). Counted under this code in the metrics.
+    pub const ABNORMAL: u16 = 1006;
 }
 
 fn to_frame<T: Serialize>(value: &T) -> ByteString {

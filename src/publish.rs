@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -165,6 +166,7 @@ impl Publisher {
             idempotency,
             online_sessions,
             topic_history_max: self.topic_history_max,
+            received: SystemTime::now(),
         };
         match self.store.publish(request).await {
             Ok(outcome) => Ok(outcome),

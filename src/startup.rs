@@ -16,6 +16,7 @@ use crate::auth::Verifier;
 use crate::broker::{self, Fanout};
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::protocol::close;
 use crate::publish::Publisher;
 use crate::state::AppState;
@@ -70,11 +71,21 @@ impl Application {
             0 => cores(),
             n => n,
         };
-        let hub = Hub::start(shards, config.max_sessions_per_user);
+        let metrics = Arc::new(Metrics::new());
+        let hub = Hub::start(shards, config.max_sessions_per_user, metrics.clone());
         let broker = broker::open(&config.broker, hub.clone())?;
-        let store = store::open(&config.database, Arc::new(Fanout::start(broker.clone()))).await?;
+        let fanout = Arc::new(Fanout::start(broker.clone()));
+        let store = store::open(&config.database, fanout, metrics.clone()).await?;
         let publisher = Publisher::new(&config, store.clone());
-        let state = AppState::new(config.clone(), store, hub, broker, verifier, publisher);
+        let state = AppState::new(
+            config.clone(),
+            store,
+            hub,
+            broker,
+            verifier,
+            publisher,
+            metrics,
+        );
         retention::spawn(state.store.clone(), &config);
 
         let listener = server::bind(&config.listen)
@@ -85,7 +96,26 @@ impl Application {
             0 => cores(),
             n => n,
         };
-        let server = server::build(listener, workers, config.shutdown_grace_secs, state.clone())?;
+        let metrics_listener = match &config.metrics_listen {
+            Some(address) => Some(server::bind(address).map_err(|e| {
+                anyhow::anyhow!("cannot listen on {address} (metrics_listen): {e}")
+            })?),
+            None => None,
+        };
+        let metrics_address = match &metrics_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let server = server::build(
+            listener,
+            metrics_listener,
+            workers,
+            config.shutdown_grace_secs,
+            state.clone(),
+        )?;
+        if let Some(address) = metrics_address {
+            log::info!("metrics on http://{address}/metrics only");
+        }
         log::info!(
             "informd listening on {address} (database {}, broker {}, {workers} workers, {shards} hub shards)",
             describe_database(&config.database),

@@ -10,6 +10,7 @@ use crate::auth::Verifier;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::hub::{Hub, SessionId};
+use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::store::Store;
 
@@ -22,6 +23,7 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     pub verifier: Arc<Verifier>,
     pub publisher: Arc<Publisher>,
+    pub metrics: Arc<Metrics>,
     shutting_down: Arc<AtomicBool>,
     next_session: Arc<AtomicU64>,
     /// Session tasks still running (closing included), so shutdown can wait for their close
@@ -55,6 +57,7 @@ impl AppState {
         broker: Arc<dyn Broker>,
         verifier: Verifier,
         publisher: Publisher,
+        metrics: Arc<Metrics>,
     ) -> AppState {
         AppState {
             config,
@@ -63,6 +66,7 @@ impl AppState {
             broker,
             verifier: Arc::new(verifier),
             publisher: Arc::new(publisher),
+            metrics,
             shutting_down: Arc::new(AtomicBool::new(false)),
             next_session: Arc::new(AtomicU64::new(1)),
             running_sessions: Arc::default(),

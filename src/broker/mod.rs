@@ -9,6 +9,7 @@
 mod memory;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytestring::ByteString;
@@ -28,16 +29,28 @@ pub enum Delivery {
         user: Arc<str>,
         seq: Option<i64>,
         frame: ByteString,
+        /// When the publish was accepted (`None` for a badge update).
+        published: Option<SystemTime>,
     },
     /// To every session subscribed to `topic` (every session, for `global`).
     Topic {
         topic: Arc<str>,
         seq: i64,
         frame: ByteString,
+        /// When the publish was accepted.
+        published: SystemTime,
     },
 }
 
 impl Delivery {
+    /// When the publish behind it was accepted (`None` for a badge update).
+    pub fn published(&self) -> Option<SystemTime> {
+        match self {
+            Delivery::User { published, .. } => *published,
+            Delivery::Topic { published, .. } => Some(*published),
+        }
+    }
+
     /// Builds the delivery for a committed change; the frame is serialised here, once.
     pub fn from_change(change: &Change) -> Delivery {
         match change {
@@ -45,20 +58,27 @@ impl Delivery {
                 user,
                 notification,
                 unread,
+                published,
             } => Delivery::User {
                 user: Arc::from(user.as_str()),
                 seq: Some(notification.seq),
                 frame: protocol::notification(notification, *unread),
+                published: Some(*published),
             },
             Change::Unread { user, unread } => Delivery::User {
                 user: Arc::from(user.as_str()),
                 seq: None,
                 frame: protocol::unread(*unread),
+                published: None,
             },
-            Change::Broadcast(broadcast) => Delivery::Topic {
+            Change::Broadcast {
+                broadcast,
+                published,
+            } => Delivery::Topic {
                 topic: Arc::from(broadcast.topic.as_str()),
                 seq: broadcast.seq,
                 frame: protocol::broadcast(broadcast),
+                published: *published,
             },
         }
     }

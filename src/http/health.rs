@@ -16,6 +16,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         log::warn!("readyz: database: {e}");
     }
     if let Err(e) = &broker {
+        state.metrics.broker_errors.inc();
         log::warn!("readyz: {e}");
     }
     let ready = database.is_ok() && broker.is_ok() && !state.is_shutting_down();

@@ -81,7 +81,12 @@ async fn answer(io: &mut TcpStream, bytes: &[u8]) -> bool {
 }
 
 /// Answers a handshake that will not become a session with `error`, and closes the connection.
-pub async fn refuse(mut io: TcpStream, error: ApiError) {
+pub async fn refuse(mut io: TcpStream, error: ApiError, state: &AppState) {
+    state
+        .metrics
+        .handshakes_refused
+        .with_label_values(&[error.code()])
+        .inc();
     log::info!(
         "\"GET /inform\" {} ({})",
         error_status(&error),
@@ -101,7 +106,7 @@ fn error_status(error: &ApiError) -> u16 {
 pub async fn accept(mut io: TcpStream, handshake: Handshake, frames: BytesMut, state: AppState) {
     let admitted = match admit(&state, &handshake) {
         Ok(admitted) => admitted,
-        Err(error) => return refuse(io, error).await,
+        Err(error) => return refuse(io, error, &state).await,
     };
     let (queue_tx, queue_rx) = flume::bounded(state.config.outbound_queue);
     let signal = Arc::new(SessionSignal::default());
@@ -126,7 +131,7 @@ pub async fn accept(mut io: TcpStream, handshake: Handshake, frames: BytesMut, s
                 RegisterError::TooManySessions(n) => ApiError::TooManySessions(n),
                 RegisterError::ShuttingDown => ApiError::ShuttingDown,
             };
-            return refuse(io, error).await;
+            return refuse(io, error, &state).await;
         }
     };
     let accepted = handshake.accept();

@@ -4,6 +4,7 @@ mod body;
 mod health;
 mod inbox;
 pub mod inform;
+mod metrics;
 mod publish;
 
 use actix_cors::Cors;
@@ -36,6 +37,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
         .service(resource("/publish", web::post().to(publish::publish)))
         .service(resource("/healthz", web::get().to(health::healthz)))
         .service(resource("/readyz", web::get().to(health::readyz)))
+        .configure(|cfg| {
+            if state.config.metrics_listen.is_none() {
+                cfg.service(resource("/metrics", web::get().to(metrics::metrics)));
+            }
+        })
         .service(
             web::scope("/api/notifications")
                 .wrap(cors)
@@ -45,6 +51,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
                 .service(resource("/unread", web::get().to(inbox::unread)))
                 .service(resource("/read", web::post().to(inbox::mark_read))),
         )
+        .default_service(web::to(|| async { crate::error::not_found() }));
+}
+
+/// The routes of the `metrics_listen` address: `GET /metrics` and nothing else.
+pub fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/metrics", web::get().to(metrics::metrics)))
         .default_service(web::to(|| async { crate::error::not_found() }));
 }
 

@@ -4,15 +4,40 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use std::time::Instant;
+
 use super::body;
 use crate::error::ApiError;
+use crate::publish::PublishResponse;
 use crate::state::AppState;
 
+/// `POST /publish`, timed and counted by result for `/metrics`.
 pub async fn publish(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let result = accept_publish(&req, payload, &state).await;
+    let metrics = &state.metrics;
+    metrics
+        .publish_duration
+        .observe(started.elapsed().as_secs_f64());
+    let label = match &result {
+        Ok(answer) if answer.duplicate => "duplicate",
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    metrics.publishes.with_label_values(&[label]).inc();
+    Ok(HttpResponse::Ok().json(result?))
+}
+
+/// Checks the request and publishes its events.
+async fn accept_publish(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<PublishResponse, ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
@@ -30,7 +55,7 @@ pub async fn publish(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = body::read(&req, payload, state.config.max_publish_bytes).await?;
+    let body = body::read(req, payload, state.config.max_publish_bytes).await?;
     let idempotency_key = req
         .headers()
         .get("Idempotency-Key")
@@ -41,9 +66,8 @@ pub async fn publish(
             })
         })
         .transpose()?;
-    let response = state
+    state
         .publisher
         .publish(&body, idempotency_key, state.hub.presence())
-        .await?;
-    Ok(HttpResponse::Ok().json(response))
+        .await
 }

@@ -22,6 +22,7 @@ use bytestring::ByteString;
 use tokio::sync::Notify;
 
 use crate::broker::Delivery;
+use crate::metrics::Metrics;
 pub use messages::RegisterError;
 use messages::{Deliver, Register, Shutdown, Subscribe, Unregister, Unsubscribe};
 pub use presence::Presence;
@@ -125,14 +126,15 @@ pub struct Hub {
 impl Hub {
     /// Starts `shards` shard actors, each on its own arbiter thread. Must run inside an actix
     /// system.
-    pub fn start(shards: usize, max_sessions_per_user: usize) -> Hub {
+    pub fn start(shards: usize, max_sessions_per_user: usize, metrics: Arc<Metrics>) -> Hub {
         let presence = Arc::new(Presence::default());
         let shards: Vec<Addr<Shard>> = (0..shards.max(1))
             .map(|_| {
                 let arbiter = Arbiter::new();
                 let presence = presence.clone();
+                let metrics = metrics.clone();
                 Shard::start_in_arbiter(&arbiter.handle(), move |_| {
-                    Shard::new(presence, max_sessions_per_user)
+                    Shard::new(presence, max_sessions_per_user, metrics)
                 })
             })
             .collect();

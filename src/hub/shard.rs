@@ -15,6 +15,7 @@ use super::messages::{
 };
 use super::{Outbound, Presence, SessionHandle, SessionId};
 use crate::broker::Delivery;
+use crate::metrics::Metrics;
 use crate::protocol::close;
 
 /// A session as the shard keeps it.
@@ -32,10 +33,15 @@ pub struct Shard {
     presence: Arc<Presence>,
     max_sessions_per_user: usize,
     shutting_down: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Shard {
-    pub fn new(presence: Arc<Presence>, max_sessions_per_user: usize) -> Shard {
+    pub fn new(
+        presence: Arc<Presence>,
+        max_sessions_per_user: usize,
+        metrics: Arc<Metrics>,
+    ) -> Shard {
         Shard {
             sessions: HashMap::new(),
             users: HashMap::new(),
@@ -43,6 +49,7 @@ impl Shard {
             presence,
             max_sessions_per_user,
             shutting_down: false,
+            metrics,
         }
     }
 
@@ -75,11 +82,15 @@ impl Shard {
     }
 
     /// Queues `item` for session `id`; returns false when the session must be dropped.
-    fn offer(entry: &Entry, item: Outbound) -> bool {
+    fn offer(&self, entry: &Entry, item: Outbound) -> bool {
         match entry.handle.queue.try_send(item) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 if entry.handle.signal.kick(close::TRY_AGAIN_LATER) {
+                    self.metrics
+                        .slow_consumers
+                        .with_label_values(&["queue"])
+                        .inc();
                     log::info!(
                         "session {} cannot keep up; closing it with {}",
                         entry.handle.id,
@@ -92,11 +103,15 @@ impl Shard {
         }
     }
 
-    fn deliver(&mut self, delivery: Delivery, dropped: &mut Vec<SessionId>) {
+    /// Queues one delivery for its sessions; returns how many it was queued for.
+    fn deliver(&self, delivery: Delivery, dropped: &mut Vec<SessionId>) -> u64 {
+        let mut queued = 0;
         match delivery {
-            Delivery::User { user, seq, frame } => {
+            Delivery::User {
+                user, seq, frame, ..
+            } => {
                 let Some(ids) = self.users.get(&user) else {
-                    return;
+                    return 0;
                 };
                 for id in ids {
                     if let Some(entry) = self.sessions.get(id) {
@@ -104,20 +119,26 @@ impl Shard {
                             seq,
                             frame: frame.clone(),
                         };
-                        if !Self::offer(entry, item) {
+                        if self.offer(entry, item) {
+                            queued += 1;
+                        } else {
                             dropped.push(*id);
                         }
                     }
                 }
             }
-            Delivery::Topic { topic, seq, frame } => {
+            Delivery::Topic {
+                topic, seq, frame, ..
+            } => {
                 let mut send = |id: &SessionId, entry: &Entry| {
                     let item = Outbound::Topic {
                         topic: topic.clone(),
                         seq,
                         frame: frame.clone(),
                     };
-                    if !Self::offer(entry, item) {
+                    if self.offer(entry, item) {
+                        queued += 1;
+                    } else {
                         dropped.push(*id);
                     }
                 };
@@ -134,6 +155,7 @@ impl Shard {
                 }
             }
         }
+        queued
     }
 }
 
@@ -220,9 +242,23 @@ impl Handler<Deliver> for Shard {
     /// Queues each frame for its sessions; sessions that cannot keep up are dropped.
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
         let mut dropped = Vec::new();
+        let (mut to_users, mut to_topics) = (0, 0);
         for delivery in msg.deliveries {
-            self.deliver(delivery, &mut dropped);
+            let published = delivery.published();
+            let to_user = matches!(delivery, Delivery::User { .. });
+            let queued = self.deliver(delivery, &mut dropped);
+            if to_user {
+                to_users += queued;
+            } else {
+                to_topics += queued;
+            }
+            if let Some(published) = published.filter(|_| queued > 0) {
+                self.metrics.delivered_since(published);
+            }
         }
+        let deliveries = &self.metrics.deliveries;
+        deliveries.with_label_values(&["user"]).inc_by(to_users);
+        deliveries.with_label_values(&["topic"]).inc_by(to_topics);
         for id in dropped {
             self.remove(id);
         }

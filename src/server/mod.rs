@@ -68,9 +68,11 @@ fn access_log() -> Logger {
         .custom_request_replace("method", |req| req.method().to_string())
 }
 
-/// Builds the server on `listener`; it starts serving when the returned future is polled.
+/// Builds the server on `listener` (and `GET /metrics` alone on `metrics_listener`, when
+/// given); it starts serving when the returned future is polled.
 pub fn build(
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     workers: usize,
     shutdown_grace_secs: u64,
     state: AppState,
@@ -79,7 +81,20 @@ pub fn build(
     // Fires when a graceful stop begins, so idle keep-alive HTTP connections close at once
     // instead of holding the shutdown until their timeout.
     let stopping = builder.graceful_shutdown_signal();
-    let server = builder
+    let mut builder = match metrics_listener {
+        Some(metrics_listener) => {
+            let state = state.clone();
+            builder.listen("metrics", metrics_listener, move || {
+                let data = web::Data::new(state.clone());
+                let app = App::new().app_data(data).configure(http::metrics_routes);
+                HttpService::build()
+                    .finish(map_config(app.into_factory(), |_| AppConfig::default()))
+                    .tcp()
+            })?
+        }
+        None => builder,
+    };
+    builder = builder
         .workers(workers)
         .disable_signals()
         .shutdown_timeout(shutdown_grace_secs)
@@ -116,9 +131,8 @@ pub fn build(
                     }))
                 }
             })
-        })?
-        .run();
-    Ok(server)
+        })?;
+    Ok(builder.run())
 }
 
 /// Serves one connection: a WebSocket session or HTTP.
@@ -150,7 +164,7 @@ where
             Ok(())
         }
         Head::Read(Opening::Refused(error), _) => {
-            http::inform::refuse(io, error).await;
+            http::inform::refuse(io, error, &state).await;
             Ok(())
         }
         Head::Refused(error) => {

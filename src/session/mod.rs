@@ -23,6 +23,7 @@ use tokio::time::{interval, sleep_until, Interval, MissedTickBehavior, Sleep};
 
 use crate::auth::{now_secs, Identity, MAX_TOKEN_LIFETIME};
 use crate::hub::{Outbound, Registration, SessionId, SessionSignal};
+use crate::metrics::Metrics;
 use crate::protocol::{self, close, ClientFrame};
 use crate::state::AppState;
 use crate::ws::connection::ReadError;
@@ -79,6 +80,7 @@ struct Session {
 /// Runs the session to its end and unregisters it from the hub, whatever the exit path.
 pub async fn run(state: AppState, conn: WsConnection, start: SessionStart) {
     let _running = state.session_started();
+    let mut counted = Counted::open(state.metrics.clone());
     let registration = start.registration;
     let id = registration.id();
     let rate = NonZeroU32::new(state.config.inbound_rate).unwrap_or(NonZeroU32::MIN);
@@ -107,7 +109,47 @@ pub async fn run(state: AppState, conn: WsConnection, start: SessionStart) {
         Err(exit) => exit,
     };
     drop(registration); // no more deliveries while the close frame goes out
+    counted.close_code = match exit {
+        Exit::Close(code, _) => code,
+        Exit::Gone => close::ABNORMAL,
+    };
+    if session.stalled {
+        session
+            .state
+            .metrics
+            .slow_consumers
+            .with_label_values(&["write"])
+            .inc();
+    }
     session.finish(exit).await;
+}
+
+/// Counts a session in the metrics while it lives, and its close code when it ends, however
+/// it ends (a panic counts as 1006).
+struct Counted {
+    metrics: Arc<Metrics>,
+    close_code: u16,
+}
+
+impl Counted {
+    fn open(metrics: Arc<Metrics>) -> Counted {
+        metrics.sessions.inc();
+        metrics.sessions_opened.inc();
+        Counted {
+            metrics,
+            close_code: close::ABNORMAL,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.metrics.sessions.dec();
+        self.metrics
+            .sessions_closed
+            .with_label_values(&[&self.close_code.to_string()])
+            .inc();
+    }
 }
 
 impl Session {

@@ -8,6 +8,14 @@ use crate::protocol::{self, close};
 use crate::store::Replay;
 
 impl Session {
+    /// Counts a replay: a resume (`since`) when announced, else a gap filled.
+    fn count_replay(&self, announced: bool, replayed: usize) {
+        let metrics = &self.state.metrics;
+        let cause = if announced { "resume" } else { "gap" };
+        metrics.replays.with_label_values(&[cause]).inc();
+        metrics.replayed_events.inc_by(replayed as u64);
+    }
+
     pub(super) async fn current_unread(&self) -> Result<i64, Exit> {
         match self.user() {
             Some(user) => self
@@ -54,6 +62,7 @@ impl Session {
             }
         }
         self.user_position = Position::at(replay.latest);
+        self.count_replay(announce, replayed);
         if announce {
             self.write(protocol::resumed("user", replayed, replay.complete))
                 .await?;
@@ -98,6 +107,7 @@ impl Session {
         if let Some(position) = self.topics.position_mut(topic) {
             *position = Position::at(replay.latest);
         }
+        self.count_replay(announce, replayed);
         if announce {
             let stream = format!("topic:{topic}");
             self.write(protocol::resumed(&stream, replayed, replay.complete))

@@ -9,12 +9,15 @@
 //! - after each commit the store hands what changed to its [`CommitListener`], in commit
 //!   order, before answering the caller: that is how live delivery stays in `seq` order.
 
+mod counted;
 mod sqlite;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 
+use crate::metrics::Metrics;
 use crate::model::{Broadcast, EventInput, Notification};
 
 pub use sqlite::SqliteStore;
@@ -27,11 +30,17 @@ pub enum Change {
         user: String,
         notification: Notification,
         unread: i64,
+        /// When the publish that made it was accepted (for the delivery latency).
+        published: SystemTime,
     },
     /// `user`'s unread count changed other than by a new notification.
     Unread { user: String, unread: i64 },
     /// A new broadcast.
-    Broadcast(Broadcast),
+    Broadcast {
+        broadcast: Broadcast,
+        /// When the publish that made it was accepted (for the delivery latency).
+        published: SystemTime,
+    },
 }
 
 /// Receives committed changes, in commit order. Called on the store's writer: it must not
@@ -50,6 +59,8 @@ pub struct PublishRequest {
     pub online_sessions: usize,
     /// Broadcasts kept per topic.
     pub topic_history_max: u64,
+    /// When the publish was accepted: its events' delivery latency counts from here.
+    pub received: SystemTime,
 }
 
 /// An idempotency key and what identifies the request it was first used with.
@@ -189,13 +200,16 @@ fn check_supported(database: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Opens the store named by `database` (a `sqlite:` URL or a file path) and migrates it.
+/// Opens the store named by `database` (a `sqlite:` URL or a file path) and migrates it; its
+/// operations are counted into `metrics`.
 pub async fn open(
     database: &str,
     listener: Arc<dyn CommitListener>,
+    metrics: Arc<Metrics>,
 ) -> Result<Arc<dyn Store>, StoreError> {
     check_supported(database)?;
-    Ok(Arc::new(SqliteStore::open(database, listener).await?))
+    let store = SqliteStore::open(database, listener, metrics.clone()).await?;
+    Ok(Arc::new(counted::Counted::new(Arc::new(store), metrics)))
 }
 
 /// Applies the schema migrations without starting anything else (`informd migrate`).

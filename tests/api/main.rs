@@ -13,6 +13,7 @@ mod concurrency;
 mod frontdoor;
 mod inbox;
 mod lifecycle;
+mod metrics;
 mod publish;
 mod resume;
 mod retention;

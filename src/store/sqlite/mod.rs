@@ -26,6 +26,7 @@ use super::{
     CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay,
     RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
 };
+use crate::metrics::Metrics;
 use crate::model::{now_millis, rfc3339_millis, Broadcast, Notification};
 use writer::{Reply, Work, WriteOp};
 
@@ -92,6 +93,7 @@ impl SqliteStore {
     pub async fn open(
         database: &str,
         listener: Arc<dyn CommitListener>,
+        metrics: Arc<Metrics>,
     ) -> Result<SqliteStore, StoreError> {
         let options = connect_options(database)?;
         let mut writer_conn = SqliteConnection::connect_with(&options).await?;
@@ -105,7 +107,7 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         let (writer, queue) = mpsc::channel(WRITE_QUEUE);
-        tokio::spawn(writer::run(writer_conn, queue, listener));
+        tokio::spawn(writer::run(writer_conn, queue, listener, metrics));
         Ok(SqliteStore { readers, writer })
     }
 

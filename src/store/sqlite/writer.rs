@@ -8,12 +8,14 @@
 //! never covers a notification queued after it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::writes;
+use crate::metrics::Metrics;
 use crate::store::{
     Change, CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
     RetentionPolicy, StoreError,
@@ -87,6 +89,7 @@ pub async fn run(
     mut conn: SqliteConnection,
     mut queue: mpsc::Receiver<WriteOp>,
     listener: Arc<dyn CommitListener>,
+    metrics: Arc<Metrics>,
 ) {
     while let Some(first) = queue.recv().await {
         let mut weight = first.work.weight();
@@ -103,7 +106,13 @@ pub async fn run(
         let (works, replies): (Vec<Work>, Vec<Reply>) =
             ops.into_iter().map(|op| (op.work, op.reply)).unzip();
         let mut changes = Vec::new();
-        match commit_group(&mut conn, &works, &mut changes).await {
+        metrics.commit_batch.observe(works.len() as f64);
+        let started = Instant::now();
+        let committed = commit_group(&mut conn, &works, &mut changes).await;
+        metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        match committed {
             Ok(outputs) => {
                 if !changes.is_empty() {
                     listener.committed(changes);

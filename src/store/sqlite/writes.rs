@@ -238,6 +238,7 @@ pub async fn publish_run(
                                 read: false,
                             },
                             unread,
+                            published: request.received,
                         });
                     }
                 }
@@ -255,13 +256,16 @@ pub async fn publish_run(
                         d: b.data.as_ref().map(|v| v.get()),
                     });
                     ids.push(id);
-                    changes.push(Change::Broadcast(Broadcast {
-                        id,
-                        topic: b.topic.clone(),
-                        seq,
-                        data: b.data.clone(),
-                        created_at: created_at.clone(),
-                    }));
+                    changes.push(Change::Broadcast {
+                        broadcast: Broadcast {
+                            id,
+                            topic: b.topic.clone(),
+                            seq,
+                            data: b.data.clone(),
+                            created_at: created_at.clone(),
+                        },
+                        published: request.received,
+                    });
                 }
             }
         }

@@ -34,6 +34,37 @@ async fn wait_for(app: &TestApp, sql: &str, want: i64) {
 }
 
 #[tokio::test]
+async fn zero_retention_days_keep_notifications_forever() {
+    let app = spawn_app_with(|c| {
+        c.retention_days = 0;
+        c.topic_history_days = 1;
+    })
+    .await;
+    app.notify("1", "like").await;
+    app.notify("1", "like").await;
+    app.publish_ok(&json!({"topic": "global", "data": {}}))
+        .await;
+    let ten_years_ago = informd::model::now_millis() - 3650 * DAY_MS;
+    execute(
+        &app,
+        &format!("UPDATE notifications SET created_at = {ten_years_ago}"),
+    )
+    .await;
+    execute(
+        &app,
+        &format!("UPDATE broadcasts SET created_at = {ten_years_ago}"),
+    )
+    .await;
+    let app = restart(app).await;
+    // The old broadcast going shows that the pruning pass ran.
+    wait_for(&app, "SELECT count(*) FROM broadcasts", 0).await;
+    assert_eq!(
+        app.count_rows("SELECT count(*) FROM notifications").await,
+        2
+    );
+}
+
+#[tokio::test]
 async fn old_notifications_are_pruned_and_the_badge_follows() {
     let app = spawn_app_with(|c| c.retention_days = 30).await;
     for _ in 0..4 {

@@ -46,11 +46,10 @@ pub const HEAD_SLOTS: usize = 512;
 /// How long writing a refusal to a connection that is being turned away may take.
 const TURN_AWAY_WAIT: Duration = Duration::from_secs(1);
 
-/// Binds `address` with a backlog deep enough for thousands of browsers reconnecting at once.
+/// Binds `address` (`host:port`; a name such as `localhost` is resolved, IPv4 first) with a
+/// backlog deep enough for thousands of browsers reconnecting at once.
 pub fn bind(address: &str) -> io::Result<TcpListener> {
-    let address: SocketAddr = address
-        .parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{address}: {e}")))?;
+    let address = resolve(address)?;
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(address),
         socket2::Type::STREAM,
@@ -60,6 +59,29 @@ pub fn bind(address: &str) -> io::Result<TcpListener> {
     socket.bind(&address.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
+}
+
+/// The address `host:port` names: itself when it is an IP address, else the first IPv4
+/// address the name resolves to (or the first address at all).
+fn resolve(address: &str) -> io::Result<SocketAddr> {
+    if let Ok(address) = address.parse() {
+        return Ok(address);
+    }
+    let invalid = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{address:?} is not host:port ({why}); for example 127.0.0.1:8080"),
+        )
+    };
+    let resolved: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(address)
+        .map_err(|e| invalid(&e.to_string()))?
+        .collect();
+    resolved
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(|| invalid("the name resolves to no address"))
 }
 
 /// The access log: method, path without the query string (it may hold a token), status.

@@ -112,6 +112,7 @@ impl Application {
             config.shutdown_grace_secs,
             state.clone(),
         )?;
+        log::info!("browser origins: {}", config.origin_mode());
         if let Some(address) = metrics_address {
             log::info!("metrics on http://{address}/metrics only");
         }
@@ -219,16 +220,26 @@ fn describe_database(database: &str) -> String {
     }
 }
 
+/// Waits for SIGTERM or SIGINT. SIGHUP (sent by a closing terminal, or by an operator used
+/// to daemons that reload) is logged and ignored: informd reloads nothing, and dying of it
+/// would cut every session.
 #[cfg(unix)]
 async fn termination_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT",
+                _ = hup.recv() => log::warn!(
+                    "SIGHUP ignored: informd does not reload its configuration; restart it to \
+                     apply a change (clients resume with nothing lost)"
+                ),
+            }
         },
         _ => {
             log::error!("cannot install signal handlers");

@@ -84,10 +84,26 @@ fn resolve(address: &str) -> io::Result<SocketAddr> {
         .ok_or_else(|| invalid("the name resolves to no address"))
 }
 
-/// The access log: method, path without the query string (it may hold a token), status.
+/// The access log: client, method, path without the query string (it may hold a token),
+/// status, the error code of a refusal (`-` for none), size, time. Health probes, which a load
+/// balancer sends every few seconds, are logged by their handlers at debug instead.
 fn access_log() -> Logger {
-    Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
+    Logger::new(r#"%{client}xi "%{method}xi %U" %s %{error}xo %b %Dms"#)
+        .exclude("/healthz")
+        .exclude("/readyz")
+        .custom_request_replace("client", |req| {
+            let client = req
+                .app_data::<web::Data<AppState>>()
+                .and_then(|state| state.proxies.client(req.peer_addr(), req.headers()));
+            http::peer::display(client.or(req.peer_addr().map(|p| p.ip())))
+        })
         .custom_request_replace("method", |req| req.method().to_string())
+        .custom_response_replace("error", |res| {
+            res.response()
+                .error()
+                .and_then(|e| e.as_error::<ApiError>())
+                .map_or_else(|| "-".to_string(), |e| e.code().to_string())
+        })
 }
 
 /// Builds the server on `listener` (and `GET /metrics` alone on `metrics_listener`, when
@@ -186,7 +202,7 @@ where
             Ok(())
         }
         Head::Read(Opening::Refused(error), _) => {
-            http::inform::refuse(io, error, &state).await;
+            http::inform::refuse(io, error, None, &state).await;
             Ok(())
         }
         Head::Refused(error) => {

@@ -15,7 +15,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::time::Duration;
 
-use actix_http::{HttpService, Protocol};
+use actix_codec::Framed;
+use actix_http::{h1, HttpMessage, HttpService, Protocol};
 use actix_server::Server;
 use actix_service::{
     fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory,
@@ -35,7 +36,7 @@ use prefixed::Prefixed;
 use crate::error::ApiError;
 use crate::http;
 use crate::state::AppState;
-use crate::ws::handshake::{refusal, Opening};
+use crate::ws::handshake::{recognise_later, refusal, Opening};
 
 /// Connections waiting to be accepted.
 const BACKLOG: i32 = 4096;
@@ -150,11 +151,17 @@ pub fn build(
                         .wrap(access_log())
                         .configure(move |cfg| http::routes(cfg, &routes_state))
                         .into_factory();
+                    let upgrade_state = state.clone();
                     let http = HttpService::<Prefixed, _, _, _, _>::build()
                         .graceful_shutdown_signal(move || {
                             let stopping = stopping.clone();
                             async move { stopping.notified().await }
                         })
+                        .upgrade(fn_service(
+                            move |(request, framed): (actix_http::Request, _)| {
+                                upgrade_later_request(request, framed, upgrade_state.clone())
+                            },
+                        ))
                         .finish(map_config(app, |_| AppConfig::default()))
                         .new_service(())
                         .await
@@ -220,6 +227,45 @@ where
         }
         Head::Gone => Ok(()),
     }
+}
+
+/// Serves a request that asked to upgrade after an earlier request on the same connection:
+/// the HTTP server reads those (only a connection's first head passes the front door), and
+/// hands them over here with the connection. A WebSocket handshake for `/inform` becomes a
+/// session exactly as a first one would; anything else asking for a WebSocket or a tunnel
+/// (`CONNECT`) is refused.
+async fn upgrade_later_request(
+    request: actix_http::Request,
+    framed: Framed<Prefixed, h1::Codec>,
+    state: AppState,
+) -> Result<(), actix_web::Error> {
+    let parts = framed.into_parts();
+    let (unread_prefix, mut io) = parts.io.into_parts();
+    // The earlier response, if the HTTP server had not written all of it yet.
+    if !parts.write_buf.is_empty() {
+        let written = tokio::time::timeout(TURN_AWAY_WAIT, io.write_all(&parts.write_buf)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            log::debug!("connection gone before a later handshake could be answered");
+            return Ok(());
+        }
+    }
+    // What the client sent after the head: the HTTP server's buffer, then any bytes of the
+    // first read it had not taken yet.
+    let mut frames = parts.read_buf;
+    frames.extend_from_slice(&unread_prefix);
+    match recognise_later(&request) {
+        Opening::WebSocket(handshake) => {
+            http::inform::accept(io, handshake, frames, state).await;
+        }
+        Opening::Refused(error) => {
+            http::inform::refuse(io, error, Some(request.headers()), &state).await;
+        }
+        Opening::Http | Opening::Incomplete => {
+            let error = ApiError::InvalidHandshake("a WebSocket is served at /inform only");
+            http::inform::refuse(io, error, Some(request.headers()), &state).await;
+        }
+    }
+    Ok(())
 }
 
 /// Answers a connection that will not be served with `error`'s JSON response, and closes it.

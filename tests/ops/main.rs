@@ -15,6 +15,7 @@ mod stack;
 
 mod access;
 mod drain;
+mod grafana;
 mod logs;
 mod restart;
 mod through_proxy;

@@ -71,6 +71,20 @@ fn stop_timeouts_outlast_the_drain_grace() {
     );
 }
 
+/// informd logs to stderr; supervisor keeps it in one rotated file.
+#[test]
+fn supervisor_keeps_informd_logs_rotated() {
+    let supervisor = shipped("supervisor/informd.conf");
+    assert_eq!(setting(&supervisor, "redirect_stderr", '='), Some("true"));
+    let max = setting(&supervisor, "stdout_logfile_maxbytes", '=').unwrap();
+    assert!(max.ends_with("MB") && max != "0MB", "rotation at {max}");
+    let backups: u32 = setting(&supervisor, "stdout_logfile_backups", '=')
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(backups > 0);
+}
+
 #[test]
 fn limits_are_sized_for_tens_of_thousands_of_sockets() {
     let supervisor = shipped("supervisor/informd.conf");

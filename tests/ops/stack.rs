@@ -28,6 +28,8 @@ pub struct Stack {
     /// The `minfds` the rendered supervisor config asks for.
     pub minfds: u64,
     pub http: reqwest::Client,
+    /// supervisord's process id.
+    pub supervisord_pid: u32,
     supervisord: Option<Child>,
     nginx: Option<Child>,
 }
@@ -55,7 +57,11 @@ impl Stack {
         render_supervisor(dir.path(), minfds);
         render_nginx(dir.path(), port, informd_port);
 
-        let mut supervisord = Command::new(supervisord);
+        // Started with the soft open-file limit of a fresh login (1024), so that raising it
+        // to minfds is supervisord's doing. prlimit execs supervisord: same process.
+        let mut supervisord_command = Command::new(render::program("prlimit", "util-linux"));
+        supervisord_command.arg("--nofile=1024:").arg(supervisord);
+        let mut supervisord = supervisord_command;
         // informd's settings come from the rendered env file only, not from the test's
         // environment.
         for (key, _) in std::env::vars() {
@@ -91,6 +97,7 @@ impl Stack {
                 .no_proxy()
                 .build()
                 .expect("http client"),
+            supervisord_pid: supervisord.id(),
             supervisord: Some(supervisord),
             nginx: Some(nginx),
         };

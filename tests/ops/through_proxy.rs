@@ -59,17 +59,16 @@ async fn the_origin_check_works_behind_nginx() {
     assert!(stack.browser(&token, "").await.is_ok());
 }
 
-/// supervisord's minfds reaches informd: its open-file limit is at least that.
+/// The `[supervisord] minfds` of the drop-in takes effect: supervisord, started with the
+/// usual soft limit of 1024, raises it to minfds, and informd (which raises its own soft limit
+/// to the hard one) has at least that many.
 #[tokio::test]
-async fn informd_gets_the_open_file_limit_of_minfds() {
+async fn minfds_raises_the_open_file_limit() {
     let stack = Stack::start().await;
+    let (supervisord_soft, _) = open_file_limits(stack.supervisord_pid as i32);
+    assert_eq!(supervisord_soft, stack.minfds, "supervisord applied minfds");
     let pid = stack.informd_pid().expect("informd runs");
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap();
-    let soft: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    let (soft, _) = open_file_limits(pid);
     assert!(
         soft >= stack.minfds,
         "informd's open-file limit {soft} is below minfds {}",
@@ -82,4 +81,17 @@ async fn informd_gets_the_open_file_limit_of_minfds() {
         "informd logs its limit: {}",
         stack.informd_log()
     );
+}
+
+/// A process's open-file limits (soft, hard) from /proc.
+fn open_file_limits(pid: i32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut numbers = line
+        .split_whitespace()
+        .filter_map(|word| word.parse::<u64>().ok());
+    (numbers.next().unwrap(), numbers.next().unwrap())
 }

@@ -35,6 +35,7 @@ pub const TEXT_KEYS: &[&str] = &[
     "cookie_name",
     "topic_prefixes",
     "metrics_listen",
+    "trusted_proxies",
 ];
 
 /// Keys whose values are numbers or booleans.
@@ -59,6 +60,40 @@ pub const TYPED_KEYS: &[&str] = &[
     "write_timeout_secs",
     "demo",
 ];
+
+/// Refuses `allowed_origins` entries that can never equal a browser's `Origin` (no scheme, a
+/// path, a pattern), and `*` beside other entries, where a list was clearly meant.
+fn check_origins(origins: &[String]) -> Result<(), ConfigError> {
+    let setting = "set allowed_origins (INFORMD_ALLOWED_ORIGINS, comma-separated) to origins \
+                   such as https://blog.example, or to * alone for any origin";
+    if origins.len() > 1 && origins.iter().any(|o| o == "*") {
+        return Err(ConfigError(format!(
+            "allowed_origins mixes * with origins ({}): * allows every origin, so the list \
+             would mean nothing; {setting}",
+            origins.join(", ")
+        )));
+    }
+    for origin in origins.iter().filter(|o| *o != "*") {
+        let host = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        let why = match host {
+            None => Some("it has no http:// or https:// scheme"),
+            Some(host) if host.trim_end_matches('/').is_empty() => Some("it names no host"),
+            Some(host) if host.trim_end_matches('/').contains('/') => Some("an origin has no path"),
+            Some(host) if host.contains('*') => Some("patterns are not supported"),
+            Some(host) if host.contains(char::is_whitespace) => Some("it contains a space"),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            return Err(ConfigError(format!(
+                "allowed_origins entry {origin:?} can never match a browser's Origin ({why}); \
+                 {setting}"
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Shortest secret or publisher key that draws no warning: 256 bits, as HS256 wants.
 const MIN_SECRET_BYTES: usize = 32;
@@ -152,6 +187,10 @@ pub struct Config {
     pub demo: bool,
     /// Serve `GET /metrics` only on this `host:port`, not on `listen`; unset: on `listen`.
     pub metrics_listen: Option<String>,
+    /// Proxies (addresses or CIDR ranges, e.g. `127.0.0.1`, `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the real client in logs; empty: the TCP peer is the client.
+    #[serde(deserialize_with = "list")]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -189,6 +228,7 @@ impl Default for Config {
             write_timeout_secs: 10,
             demo: true,
             metrics_listen: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -268,6 +308,8 @@ impl Config {
                     .into(),
             ));
         }
+        check_origins(&self.allowed_origins)?;
+        crate::http::peer::TrustedProxies::parse(&self.trusted_proxies).map_err(ConfigError)?;
         if self.jwt_leeway_secs > MAX_LEEWAY_SECS {
             return Err(ConfigError(format!(
                 "jwt_leeway_secs must be at most {MAX_LEEWAY_SECS}"
@@ -296,6 +338,16 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// The origin rule in force, for the start-up log.
+    pub fn origin_mode(&self) -> String {
+        match self.allowed_origins.as_slice() {
+            [] => "same origin only (a browser's Origin must match the Host it connects to)"
+                .to_string(),
+            [any] if any == "*" => "ANY origin (allowed_origins = *)".to_string(),
+            listed => format!("only {}", listed.join(", ")),
+        }
     }
 
     /// The HS256 secret in force: the configured one, or the development one.

@@ -46,11 +46,10 @@ pub const HEAD_SLOTS: usize = 512;
 /// How long writing a refusal to a connection that is being turned away may take.
 const TURN_AWAY_WAIT: Duration = Duration::from_secs(1);
 
-/// Binds `address` with a backlog deep enough for thousands of browsers reconnecting at once.
+/// Binds `address` (`host:port`; a name such as `localhost` is resolved, IPv4 first) with a
+/// backlog deep enough for thousands of browsers reconnecting at once.
 pub fn bind(address: &str) -> io::Result<TcpListener> {
-    let address: SocketAddr = address
-        .parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{address}: {e}")))?;
+    let address = resolve(address)?;
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(address),
         socket2::Type::STREAM,
@@ -62,10 +61,49 @@ pub fn bind(address: &str) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// The access log: method, path without the query string (it may hold a token), status.
+/// The address `host:port` names: itself when it is an IP address, else the first IPv4
+/// address the name resolves to (or the first address at all).
+fn resolve(address: &str) -> io::Result<SocketAddr> {
+    if let Ok(address) = address.parse() {
+        return Ok(address);
+    }
+    let invalid = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{address:?} is not host:port ({why}); for example 127.0.0.1:8080"),
+        )
+    };
+    let resolved: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(address)
+        .map_err(|e| invalid(&e.to_string()))?
+        .collect();
+    resolved
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(|| invalid("the name resolves to no address"))
+}
+
+/// The access log: client, method, path without the query string (it may hold a token),
+/// status, the error code of a refusal (`-` for none), size, time. Health probes, which a load
+/// balancer sends every few seconds, are logged by their handlers at debug instead.
 fn access_log() -> Logger {
-    Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
+    Logger::new(r#"%{client}xi "%{method}xi %U" %s %{error}xo %b %Dms"#)
+        .exclude("/healthz")
+        .exclude("/readyz")
+        .custom_request_replace("client", |req| {
+            let client = req
+                .app_data::<web::Data<AppState>>()
+                .and_then(|state| state.proxies.client(req.peer_addr(), req.headers()));
+            http::peer::display(client.or(req.peer_addr().map(|p| p.ip())))
+        })
         .custom_request_replace("method", |req| req.method().to_string())
+        .custom_response_replace("error", |res| {
+            res.response()
+                .error()
+                .and_then(|e| e.as_error::<ApiError>())
+                .map_or_else(|| "-".to_string(), |e| e.code().to_string())
+        })
 }
 
 /// Builds the server on `listener` (and `GET /metrics` alone on `metrics_listener`, when
@@ -164,7 +202,7 @@ where
             Ok(())
         }
         Head::Read(Opening::Refused(error), _) => {
-            http::inform::refuse(io, error, &state).await;
+            http::inform::refuse(io, error, None, &state).await;
             Ok(())
         }
         Head::Refused(error) => {

@@ -14,6 +14,7 @@ mod frontdoor;
 mod inbox;
 mod lifecycle;
 mod metrics;
+mod operator;
 mod publish;
 mod resume;
 mod retention;

@@ -32,6 +32,24 @@ async fn publish_and_metrics_are_refused_outside_the_backend_network() {
     // The public paths stay public.
     let response = outsider.get(stack.url("/healthz")).send().await.unwrap();
     assert_eq!(response.status(), 200);
+    // informd logs the browser's address, not nginx's: X-Forwarded-For from nginx, trusted
+    // through the env file's trusted_proxies.
+    let response = outsider
+        .get(stack.url("/api/notifications"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let logged = "127.0.0.2 \"GET /api/notifications\" 401";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !stack.informd_log().contains(logged) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "informd's log does not name the client: {}",
+            stack.informd_log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     // The backend network gets through.
     let response = stack.publish(&json!({"to": "42", "kind": "like"})).await;

@@ -36,6 +36,7 @@ pub const TEXT_KEYS: &[&str] = &[
     "topic_prefixes",
     "metrics_listen",
     "trusted_proxies",
+    "broker_prefix",
 ];
 
 /// Keys whose values are numbers or booleans.
@@ -60,6 +61,23 @@ pub const TYPED_KEYS: &[&str] = &[
     "write_timeout_secs",
     "demo",
 ];
+
+/// A URL for the log: its password, if any, replaced by `***`
+/// (`redis://:***@host:6379`, `postgres://informd:***@db/informd`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let user = rest[..at]
+        .split_once(':')
+        .map_or(&rest[..at], |(user, _)| user);
+    let password = if rest[..at].contains(':') { ":***" } else { "" };
+    format!("{scheme}://{user}{password}@{}", &rest[at + 1..])
+}
 
 /// Refuses `allowed_origins` entries that can never equal a browser's `Origin` (no scheme, a
 /// path, a pattern), and `*` beside other entries, where a list was clearly meant.
@@ -111,6 +129,9 @@ pub struct Config {
     pub database: String,
     /// `memory` (single node) or `redis://…` (many nodes).
     pub broker: String,
+    /// Namespace of every Redis channel and key, so deployments can share one Redis.
+    #[serde(deserialize_with = "text")]
+    pub broker_prefix: String,
     /// HS256 shared secret; `None` means the development secret (with a loud warning).
     #[serde(
         serialize_with = "serialize_secret",
@@ -199,6 +220,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             database: "sqlite://informd.db".into(),
             broker: "memory".into(),
+            broker_prefix: "informd".into(),
             jwt_secret: None,
             jwt_algorithm: "HS256".into(),
             jwt_public_key_file: None,
@@ -331,10 +353,25 @@ impl Config {
                 )))
             }
         }
-        if self.broker != "memory" && !self.broker.starts_with("redis://") {
+        if self.broker != "memory"
+            && !self.broker.starts_with("redis://")
+            && !self.broker.starts_with("rediss://")
+        {
             return Err(ConfigError(format!(
-                "broker {:?} is neither \"memory\" nor a redis:// URL",
-                self.broker
+                "broker {:?} is not supported: set broker (INFORMD_BROKER) to \"memory\" (one \
+                 node) or a redis:// or rediss:// URL (several nodes)",
+                redact_url(&self.broker)
+            )));
+        }
+        if self.broker_prefix.is_empty()
+            || self
+                .broker_prefix
+                .contains(|c: char| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError(format!(
+                "broker_prefix {:?} must be a non-empty name without spaces, such as \"informd\"; \
+                 set broker_prefix (INFORMD_BROKER_PREFIX)",
+                self.broker_prefix
             )));
         }
         Ok(())
@@ -514,6 +551,24 @@ fn serialize_secrets<S: serde::Serializer>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_logged_without_their_password() {
+        assert_eq!(
+            redact_url("redis://:hunter2@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(
+            redact_url("postgres://informd:p@ss@db/informd"),
+            "postgres://informd:***@db/informd"
+        );
+        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+        assert_eq!(redact_url("sqlite://informd.db"), "sqlite://informd.db");
+        assert_eq!(
+            redact_url("/var/lib/a@b/informd.db"),
+            "/var/lib/a@b/informd.db"
+        );
+    }
 
     #[test]
     fn defaults_are_valid_and_warn_about_development_secrets() {

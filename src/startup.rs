@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use crate::auth::Verifier;
 use crate::broker::{self, Fanout};
-use crate::config::Config;
+use crate::config::{redact_url, Config};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::protocol::close;
@@ -80,7 +80,7 @@ impl Application {
         };
         let metrics = Arc::new(Metrics::new());
         let hub = Hub::start(shards, config.max_sessions_per_user, metrics.clone());
-        let broker = broker::open(&config.broker, hub.clone())?;
+        let broker = broker::open(&config, hub.clone(), metrics.clone())?;
         let fanout = Arc::new(Fanout::start(broker.clone()));
         let store = store::open(&config.database, fanout, metrics.clone()).await?;
         let publisher = Publisher::new(&config, store.clone());
@@ -118,8 +118,8 @@ impl Application {
         }
         log::info!(
             "informd listening on {address} (database {}, broker {}, {workers} workers, {shards} hub shards)",
-            describe_database(&config.database),
-            config.broker
+            redact_url(&config.database),
+            redact_url(&config.broker)
         );
         Ok(Application {
             port,
@@ -207,17 +207,6 @@ fn bind_setting(address: &str, key: &str) -> anyhow::Result<std::net::TcpListene
         };
         anyhow::anyhow!("cannot listen on {address}: {cause}; set {key} ({env}{flag})")
     })
-}
-
-/// The database for the log, without a password.
-fn describe_database(database: &str) -> String {
-    match database.split_once('@') {
-        Some((scheme_and_user, host)) => {
-            let scheme = scheme_and_user.split("://").next().unwrap_or("");
-            format!("{scheme}://…@{host}")
-        }
-        None => database.to_string(),
-    }
 }
 
 /// Waits for SIGTERM or SIGINT. SIGHUP (sent by a closing terminal, or by an operator used

@@ -16,6 +16,7 @@ mod lifecycle;
 mod metrics;
 mod operator;
 mod publish;
+mod redis;
 mod resume;
 mod retention;
 mod slow_client;

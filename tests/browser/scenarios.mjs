@@ -277,6 +277,7 @@ const scenarios = {
     }
     assertEqual(await sessions(), 1, "one session for both tabs");
     if (process.env.INFORMD_SCREENSHOT) {
+      await sleep(500); // the toast's entrance animation
       await one.screenshot({ path: process.env.INFORMD_SCREENSHOT });
       console.log(`screenshot saved to ${process.env.INFORMD_SCREENSHOT}`);
     }

@@ -75,6 +75,10 @@ impl Daemon {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    pub fn is_demo(&self) -> bool {
+        self.demo
+    }
+
     pub fn jwt_secret(&self) -> &'static str {
         if self.demo {
             informd::config::DEV_JWT_SECRET

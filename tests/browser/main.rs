@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod daemon;
+mod django;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -60,10 +61,16 @@ enum Setup {
 
 /// Runs scenario `name` against a fresh informd; panics with its output when it fails.
 fn scenario(name: &str, setup: Setup) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let daemon = Daemon::start(dir.path(), setup == Setup::Demo, 0);
+    run_scenario(name, daemon, dir.path(), &[]);
+}
+
+/// Runs scenario `name` against `daemon` (whose database is in `dir`), with `env` added.
+fn run_scenario(name: &str, mut daemon: Daemon, dir: &Path, env: &[(&str, String)]) {
     check_prerequisites();
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::TempDir::new().unwrap();
-    let mut daemon = Daemon::start(dir.path(), setup == Setup::Demo, 0);
+    let demo = daemon.is_demo();
     let mut node = Command::new("node")
         .arg("scenarios.mjs")
         .arg(name)
@@ -71,6 +78,7 @@ fn scenario(name: &str, setup: Setup) {
         .env("INFORMD_URL", daemon.url(""))
         .env("INFORMD_TEST_JWT_SECRET", daemon.jwt_secret())
         .env("INFORMD_TEST_PUBLISH_KEY", daemon.publish_key())
+        .envs(env.iter().map(|(k, v)| (*k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -84,7 +92,7 @@ fn scenario(name: &str, setup: Setup) {
         if line.trim() == "@@restart" {
             let port = daemon.port;
             daemon.kill();
-            daemon = Daemon::start(dir.path(), setup == Setup::Demo, port);
+            daemon = Daemon::start(dir, demo, port);
             writeln!(stdin, "restarted").unwrap();
         }
         output.push(line);

@@ -310,6 +310,31 @@ const scenarios = {
     const ids = await page.$$eval("#notifications .notification", (items) => items.map((i) => i.dataset.seq));
     assertEqual(ids, ["3", "2", "1"], "dropdown, newest first, each once");
   },
+
+  /** The page snippet of docs/django.md, as Django rendered it, in a real browser. */
+  async django_guide_snippet(browser) {
+    const { readFile } = await import("node:fs/promises");
+    const html = await readFile(process.env.GUIDE_PAGE, "utf8");
+    const user = process.env.GUIDE_USER;
+    const ctx = await browser.newContext();
+    let tokenCalls = 0;
+    await ctx.route(`${BASE}/guide/page`, (route) =>
+      route.fulfill({ status: 200, contentType: "text/html", body: html }),
+    );
+    // The Django token view of the guide, answered here with a token signed the same way.
+    await ctx.route(`${BASE}/notifications/token/`, (route) => {
+      tokenCalls += 1;
+      route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify({ token: token(user) }) });
+    });
+    const page = await ctx.newPage();
+    page.on("pageerror", (e) => console.log(`page error: ${e}`));
+    await page.goto(`${BASE}/guide/page`);
+    const rendered = Number(await page.textContent("#informd-badge"));
+    await page.waitForFunction(() => document.body.dataset.informd === "live");
+    await publish(like(user, 1));
+    await page.waitForFunction((n) => document.querySelector("#informd-badge").textContent === String(n), rendered + 1);
+    assertEqual(tokenCalls, 0, "the rendered token served the first connection");
+  },
 };
 
 const name = process.argv[2];

@@ -548,7 +548,8 @@
     var exp = tokenExpiry(token);
     if (exp === null) return;
     var lifetime = exp - now();
-    var ahead = Math.min(60000, Math.max(1000, lifetime / 5));
+    // A third of the lifetime ahead, between 2 s and a minute: time for the site to answer.
+    var ahead = Math.min(60000, Math.max(2000, lifetime / 3));
     var self = this;
     this.refreshTimer = setTimeout(function () {
       self

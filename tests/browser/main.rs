@@ -120,6 +120,11 @@ fn tabs_close_one_by_one_leader_first() {
 }
 
 #[test]
+fn leader_tab_crash_is_taken_over_with_nothing_lost() {
+    scenario("leader_tab_crashes", Setup::Site);
+}
+
+#[test]
 fn mark_all_read_reaches_every_tab() {
     scenario("mark_all_read_reaches_every_tab", Setup::Site);
 }

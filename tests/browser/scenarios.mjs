@@ -52,6 +52,7 @@ const scenarios = {
     while (tabs.length > 1) {
       const leader = await leaderOf(tabs);
       tabs.splice(tabs.indexOf(leader), 1);
+      const closed = Date.now();
       await leader.close();
       // Published while no tab holds the socket: the next leader resumes with `since`.
       seq += 1;
@@ -59,12 +60,39 @@ const scenarios = {
       expected = [...expected, seq];
       const next = await leaderOf(tabs);
       await waitLive(next);
+      const takeover = Date.now() - closed;
+      assert(takeover < 2000, `the next leader was live ${takeover} ms after the close`);
+      console.log(`takeover after a close: ${takeover} ms`);
       seq += 1;
       await publish(like("bob", seq));
       expected = [...expected, seq];
       for (const [i, tab] of tabs.entries()) await waitSeqs(tab, expected, `tab ${i}`);
     }
     await waitFor("one session on the server", async () => (await sessions()) === 1);
+  },
+
+  /** The leader's renderer crashes: another tab leads within 2 s; nothing lost or doubled. */
+  async leader_tab_crashes(browser) {
+    const ctx = await context(browser);
+    const tabs = [];
+    for (let i = 0; i < 3; i++) tabs.push(await openTab(ctx, { token: token("kim") }));
+    await tabsLive(tabs);
+    await publish(like("kim", 1));
+    for (const tab of tabs) await waitSeqs(tab, [1], "before the crash");
+    const leader = await leaderOf(tabs);
+    tabs.splice(tabs.indexOf(leader), 1);
+    const cdp = await ctx.newCDPSession(leader);
+    const crashed = Date.now();
+    cdp.send("Page.crash").catch(() => {});
+    await publish(like("kim", 2)); // while the socket may still be the dead tab's
+    const next = await leaderOf(tabs);
+    await waitLive(next);
+    const takeover = Date.now() - crashed;
+    assert(takeover < 2000, `the next leader was live ${takeover} ms after the crash`);
+    await publish(like("kim", 3));
+    for (const [i, tab] of tabs.entries()) await waitSeqs(tab, [1, 2, 3], `tab ${i}`);
+    await waitFor("one session on the server", async () => (await sessions()) === 1);
+    console.log(`takeover after a crash: ${takeover} ms`);
   },
 
   /** "Mark all read" in one tab sets the badge to 0 in the others. */

@@ -204,8 +204,9 @@ pub struct Config {
     /// Seconds one write to a client may take. A client that does not take its bytes in time
     /// (it stopped reading) is closed with 1013, so it cannot hold its session, or a shutdown.
     pub write_timeout_secs: u64,
-    /// Serve the demo page at `/` (reserved: the demo page is not built yet).
-    pub demo: bool,
+    /// Serve the demo page at `/` and hand out demo tokens. Unset: on only while no
+    /// `jwt_secret` is configured (a production daemon serves no demo). See [`Config::demo_on`].
+    pub demo: Option<bool>,
     /// Serve `GET /metrics` only on this `host:port`, not on `listen`; unset: on `listen`.
     pub metrics_listen: Option<String>,
     /// Proxies (addresses or CIDR ranges, e.g. `127.0.0.1`, `10.0.0.0/8`) whose
@@ -248,7 +249,7 @@ impl Default for Config {
             workers: 0,
             hub_shards: 0,
             write_timeout_secs: 10,
-            demo: true,
+            demo: None,
             metrics_listen: None,
             trusted_proxies: Vec::new(),
         }
@@ -353,6 +354,13 @@ impl Config {
                 )))
             }
         }
+        if self.demo == Some(true) && self.jwt_algorithm != "HS256" {
+            return Err(ConfigError(format!(
+                "demo = true needs jwt_algorithm HS256: the demo page signs its visitors' tokens, \
+                 and with {} informd holds only the public key. Set demo = false",
+                self.jwt_algorithm
+            )));
+        }
         if self.broker != "memory"
             && !self.broker.starts_with("redis://")
             && !self.broker.starts_with("rediss://")
@@ -444,6 +452,13 @@ impl Config {
             ));
         }
         warnings
+    }
+
+    /// Whether the demo page and its token endpoint are served: `demo` when set, otherwise
+    /// only while informd runs on the development secret.
+    pub fn demo_on(&self) -> bool {
+        self.demo
+            .unwrap_or(self.jwt_secret.is_none() && self.jwt_algorithm == "HS256")
     }
 
     /// Seconds a session may be silent before it is closed: two missed heartbeats.
@@ -640,6 +655,37 @@ mod tests {
         known.sort_unstable();
         assert_eq!(fields, known);
         Ok(())
+    }
+
+    #[test]
+    fn the_demo_is_on_by_default_only_on_the_development_secret() {
+        assert!(Config::default().demo_on());
+        let production = Config {
+            jwt_secret: Some("a-real-secret".to_string().into()),
+            ..Config::default()
+        };
+        assert!(!production.demo_on());
+        assert!(Config {
+            demo: Some(true),
+            ..production
+        }
+        .demo_on());
+        assert!(!Config {
+            demo: Some(false),
+            ..Config::default()
+        }
+        .demo_on());
+        let err = Config {
+            jwt_algorithm: "RS256".into(),
+            jwt_public_key_file: Some("k.pem".into()),
+            demo: Some(true),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("demo = true needs jwt_algorithm HS256"));
     }
 
     #[test]

@@ -121,6 +121,11 @@ impl Application {
             redact_url(&config.database),
             redact_url(&config.broker)
         );
+        if config.demo_on() {
+            log::warn!(
+                "demo page on http://{address}/ : it hands out tokens for any user; set demo = false (INFORMD_DEMO=false) to turn it off"
+            );
+        }
         Ok(Application {
             port,
             server,

@@ -1,6 +1,8 @@
 //! The HTTP surface: which path goes to which handler, CORS, and the access log.
 
+pub mod assets;
 mod body;
+mod demo;
 mod health;
 mod inbox;
 pub mod inform;
@@ -37,6 +39,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
         .service(resource("/inform/", web::get().to(inform::not_a_handshake)))
         .service(resource("/publish", web::post().to(publish::publish)))
         .service(resource("/healthz", web::get().to(health::healthz)))
+        // The browser client and the demo (404 while the demo is off).
+        .service(resource("/static/{file}", web::get().to(assets::serve)))
+        .service(resource("/", web::get().to(demo::page)))
+        .service(resource("/demo/token", web::get().to(demo::token)))
+        .service(resource("/demo/send", web::post().to(demo::send)))
         .service(resource("/readyz", web::get().to(health::readyz)))
         .configure(|cfg| {
             if state.config.metrics_listen.is_none() {

@@ -9,6 +9,7 @@ mod helpers;
 
 mod attacks;
 mod auth;
+mod browser_assets;
 mod concurrency;
 mod frontdoor;
 mod inbox;

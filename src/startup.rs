@@ -80,15 +80,15 @@ impl Application {
         };
         let metrics = Arc::new(Metrics::new());
         let hub = Hub::start(shards, config.max_sessions_per_user, metrics.clone());
-        let broker = broker::open(&config, hub.clone(), metrics.clone())?;
-        let fanout = Arc::new(Fanout::start(broker.clone()));
+        let opened = broker::open(&config, hub.clone(), metrics.clone())?;
+        let fanout = Arc::new(Fanout::start(opened.broker.clone()));
         let store = store::open(&config.database, fanout, metrics.clone()).await?;
         let publisher = Publisher::new(&config, store.clone());
         let state = AppState::new(
             config.clone(),
             store,
             hub,
-            broker,
+            opened,
             verifier,
             publisher,
             metrics,

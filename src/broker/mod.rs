@@ -7,6 +7,7 @@
 //! local hub; a Redis broker (many nodes) publishes them to every node's hub.
 
 mod memory;
+mod online;
 mod redis;
 
 use std::sync::Arc;
@@ -19,10 +20,12 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::online::{LocalOnline, OnlineCounts};
 use crate::protocol;
 use crate::store::{Change, CommitListener};
 
 pub use memory::MemoryBroker;
+pub use online::RedisOnline;
 pub use redis::RedisBroker;
 
 /// A frame addressed to the sessions of one user or of one topic.
@@ -135,19 +138,33 @@ impl CommitListener for Fanout {
     }
 }
 
+/// What `broker` sets up: the fan-out, and the session counts that go with it.
+pub struct Opened {
+    pub broker: Arc<dyn Broker>,
+    pub online: Arc<dyn OnlineCounts>,
+}
+
 /// Opens the broker that `broker` names (`memory`, or a `redis://` URL) over the local hub.
-pub fn open(
-    config: &Config,
-    hub: Hub,
-    metrics: Arc<Metrics>,
-) -> Result<Arc<dyn Broker>, BrokerError> {
+pub fn open(config: &Config, hub: Hub, metrics: Arc<Metrics>) -> Result<Opened, BrokerError> {
     match config.broker.as_str() {
-        "memory" => Ok(Arc::new(MemoryBroker::new(hub))),
-        url => Ok(Arc::new(RedisBroker::start(
-            url,
-            &config.broker_prefix,
-            hub,
-            metrics,
-        )?)),
+        "memory" => Ok(Opened {
+            broker: Arc::new(MemoryBroker::new(hub.clone())),
+            online: LocalOnline::new(hub),
+        }),
+        url => {
+            let broker =
+                RedisBroker::start(url, &config.broker_prefix, hub.clone(), metrics.clone())?;
+            let online = RedisOnline::start(
+                broker.client(),
+                &config.broker_prefix,
+                broker.node().to_string(),
+                hub,
+                metrics,
+            );
+            Ok(Opened {
+                broker: Arc::new(broker),
+                online,
+            })
+        }
     }
 }

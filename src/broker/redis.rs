@@ -32,6 +32,7 @@ const RETRY_MOST: Duration = Duration::from_secs(5);
 pub struct RedisBroker {
     hub: Hub,
     client: redis::Client,
+    node: String,
     outgoing: mpsc::UnboundedSender<Vec<Delivery>>,
     /// Whether this node hears the other nodes now.
     subscriber: Arc<Reachability>,
@@ -87,7 +88,7 @@ impl RedisBroker {
         arbiter.spawn(subscribe_loop(
             client.clone(),
             channel,
-            node,
+            node.clone(),
             hub.clone(),
             metrics,
             subscriber.clone(),
@@ -95,9 +96,22 @@ impl RedisBroker {
         Ok(RedisBroker {
             hub,
             client,
+            node,
             outgoing,
             subscriber,
         })
+    }
+}
+
+impl RedisBroker {
+    /// The Redis client, for the other parts that meet there.
+    pub fn client(&self) -> redis::Client {
+        self.client.clone()
+    }
+
+    /// This node's name among the nodes.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 }
 

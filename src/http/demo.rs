@@ -328,7 +328,7 @@ pub async fn send(
     let body = serde_json::to_vec(&event).map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let answer = state
         .publisher
-        .publish(&body, None, state.hub.presence())
+        .publish(&body, None, state.online.as_ref())
         .await?;
     Ok(HttpResponse::Ok().json(answer))
 }

@@ -8,6 +8,7 @@ mod inbox;
 pub mod inform;
 mod metrics;
 pub mod peer;
+mod presence;
 mod publish;
 
 use actix_cors::Cors;
@@ -38,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.service(resource("/inform", web::get().to(inform::not_a_handshake)))
         .service(resource("/inform/", web::get().to(inform::not_a_handshake)))
         .service(resource("/publish", web::post().to(publish::publish)))
+        .service(resource("/api/presence", web::get().to(presence::presence)))
         .service(resource("/healthz", web::get().to(health::healthz)))
         // The browser client and the demo (404 while the demo is off).
         .service(resource("/static/{file}", web::get().to(assets::serve)))

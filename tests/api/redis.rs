@@ -166,3 +166,90 @@ async fn a_broker_url_password_never_reaches_the_log_and_unknown_brokers_are_ref
         "{stderr}"
     );
 }
+
+/// `GET /api/presence?user=` with the publisher key.
+async fn presence(app: &TestApp, user: &str) -> serde_json::Value {
+    let answer = app
+        .http
+        .get(app.url(&format!("/api/presence?user={user}")))
+        .bearer_auth(crate::helpers::PUBLISH_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.json().await.unwrap()
+}
+
+/// Waits until `app` counts `sessions` for `user`.
+async fn wait_sessions(app: &TestApp, user: &str, sessions: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = presence(app, user).await;
+        if answer["sessions"] == sessions {
+            assert_eq!(answer["online"], sessions > 0);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{user}: {answer} never counted {sessions}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_counted_and_limited_across_nodes() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let first = spawn_app_with(|config| {
+        config.broker = url;
+        config.max_sessions_per_user = 2;
+    })
+    .await;
+    let second = second_node(&first).await;
+    wait_ready(&second, 200).await;
+    let (on_first, _) = first.connect_user("9", "").await;
+    let (on_second, _) = second.connect_user("9", "").await;
+    wait_sessions(&first, "9", 2).await;
+    wait_sessions(&second, "9", 2).await;
+
+    let answer = first.publish_ok(&json!({"to": "9", "kind": "like"})).await;
+    assert_eq!(answer["online_sessions"], 2, "{answer}");
+    let refused = crate::helpers::Client::connect(
+        &first.ws_url(&format!("?token={}", first.token("9"))),
+        &[],
+    )
+    .await
+    .err()
+    .expect("a third session is refused");
+    assert_eq!(refused.status, 429);
+
+    on_second.close().await;
+    wait_sessions(&first, "9", 1).await;
+    on_first.close().await;
+    wait_sessions(&second, "9", 0).await;
+}
+
+#[tokio::test]
+async fn presence_needs_the_publisher_key_and_a_user() {
+    let app = crate::helpers::spawn_app().await;
+    let (_client, _) = app.connect_user("5", "").await;
+    wait_sessions(&app, "5", 1).await;
+    let none = presence(&app, "6").await;
+    assert_eq!(none, json!({"user": "6", "online": false, "sessions": 0}));
+    let anonymous = app
+        .http
+        .get(app.url("/api/presence?user=5"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let missing = app
+        .http
+        .get(app.url("/api/presence"))
+        .bearer_auth(crate::helpers::PUBLISH_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
+}

@@ -41,14 +41,15 @@ pub struct ServeArgs {
     pub listen: Option<String>,
     #[command(flatten)]
     pub database: DatabaseArg,
-    /// `memory` or `redis://…` (overrides `broker`).
+    /// Fan-out between nodes: `memory`, one node, the only broker built so far (overrides
+    /// `broker`).
     #[arg(long)]
     pub broker: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct DatabaseArg {
-    /// Database URL or SQLite file (overrides `database`).
+    /// SQLite file or `sqlite:` URL (overrides `database`).
     #[arg(long)]
     pub database: Option<String>,
 }
@@ -128,6 +129,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(args) => {
             let config = Config::load(cli.config.as_deref(), &[])?;
+            if config.jwt_algorithm == "HS256" && config.jwt_secret.is_none() {
+                eprintln!(
+                    "informd token: warning: signed with the DEVELOPMENT secret, which only a \
+                     server without jwt_secret accepts; set INFORMD_JWT_SECRET to the server's \
+                     secret to mint a token for it"
+                );
+            }
             let pem = args
                 .private_key
                 .as_ref()

@@ -35,6 +35,8 @@ pub const TEXT_KEYS: &[&str] = &[
     "cookie_name",
     "topic_prefixes",
     "metrics_listen",
+    "trusted_proxies",
+    "broker_prefix",
 ];
 
 /// Keys whose values are numbers or booleans.
@@ -60,6 +62,57 @@ pub const TYPED_KEYS: &[&str] = &[
     "demo",
 ];
 
+/// A URL for the log: its password, if any, replaced by `***`
+/// (`redis://:***@host:6379`, `postgres://informd:***@db/informd`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let user = rest[..at]
+        .split_once(':')
+        .map_or(&rest[..at], |(user, _)| user);
+    let password = if rest[..at].contains(':') { ":***" } else { "" };
+    format!("{scheme}://{user}{password}@{}", &rest[at + 1..])
+}
+
+/// Refuses `allowed_origins` entries that can never equal a browser's `Origin` (no scheme, a
+/// path, a pattern), and `*` beside other entries, where a list was clearly meant.
+fn check_origins(origins: &[String]) -> Result<(), ConfigError> {
+    let setting = "set allowed_origins (INFORMD_ALLOWED_ORIGINS, comma-separated) to origins \
+                   such as https://blog.example, or to * alone for any origin";
+    if origins.len() > 1 && origins.iter().any(|o| o == "*") {
+        return Err(ConfigError(format!(
+            "allowed_origins mixes * with origins ({}): * allows every origin, so the list \
+             would mean nothing; {setting}",
+            origins.join(", ")
+        )));
+    }
+    for origin in origins.iter().filter(|o| *o != "*") {
+        let host = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        let why = match host {
+            None => Some("it has no http:// or https:// scheme"),
+            Some(host) if host.trim_end_matches('/').is_empty() => Some("it names no host"),
+            Some(host) if host.trim_end_matches('/').contains('/') => Some("an origin has no path"),
+            Some(host) if host.contains('*') => Some("patterns are not supported"),
+            Some(host) if host.contains(char::is_whitespace) => Some("it contains a space"),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            return Err(ConfigError(format!(
+                "allowed_origins entry {origin:?} can never match a browser's Origin ({why}); \
+                 {setting}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Shortest secret or publisher key that draws no warning: 256 bits, as HS256 wants.
 const MIN_SECRET_BYTES: usize = 32;
 
@@ -76,6 +129,9 @@ pub struct Config {
     pub database: String,
     /// `memory` (single node) or `redis://…` (many nodes).
     pub broker: String,
+    /// Namespace of every Redis channel and key, so deployments can share one Redis.
+    #[serde(deserialize_with = "text")]
+    pub broker_prefix: String,
     /// HS256 shared secret; `None` means the development secret (with a loud warning).
     #[serde(
         serialize_with = "serialize_secret",
@@ -153,6 +209,10 @@ pub struct Config {
     pub demo: Option<bool>,
     /// Serve `GET /metrics` only on this `host:port`, not on `listen`; unset: on `listen`.
     pub metrics_listen: Option<String>,
+    /// Proxies (addresses or CIDR ranges, e.g. `127.0.0.1`, `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the real client in logs; empty: the TCP peer is the client.
+    #[serde(deserialize_with = "list")]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -161,6 +221,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             database: "sqlite://informd.db".into(),
             broker: "memory".into(),
+            broker_prefix: "informd".into(),
             jwt_secret: None,
             jwt_algorithm: "HS256".into(),
             jwt_public_key_file: None,
@@ -190,6 +251,7 @@ impl Default for Config {
             write_timeout_secs: 10,
             demo: None,
             metrics_listen: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -269,6 +331,8 @@ impl Config {
                     .into(),
             ));
         }
+        check_origins(&self.allowed_origins)?;
+        crate::http::peer::TrustedProxies::parse(&self.trusted_proxies).map_err(ConfigError)?;
         if self.jwt_leeway_secs > MAX_LEEWAY_SECS {
             return Err(ConfigError(format!(
                 "jwt_leeway_secs must be at most {MAX_LEEWAY_SECS}"
@@ -297,13 +361,38 @@ impl Config {
                 self.jwt_algorithm
             )));
         }
-        if self.broker != "memory" && !self.broker.starts_with("redis://") {
+        if self.broker != "memory"
+            && !self.broker.starts_with("redis://")
+            && !self.broker.starts_with("rediss://")
+        {
             return Err(ConfigError(format!(
-                "broker {:?} is neither \"memory\" nor a redis:// URL",
-                self.broker
+                "broker {:?} is not supported: set broker (INFORMD_BROKER) to \"memory\" (one \
+                 node) or a redis:// or rediss:// URL (several nodes)",
+                redact_url(&self.broker)
+            )));
+        }
+        if self.broker_prefix.is_empty()
+            || self
+                .broker_prefix
+                .contains(|c: char| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError(format!(
+                "broker_prefix {:?} must be a non-empty name without spaces, such as \"informd\"; \
+                 set broker_prefix (INFORMD_BROKER_PREFIX)",
+                self.broker_prefix
             )));
         }
         Ok(())
+    }
+
+    /// The origin rule in force, for the start-up log.
+    pub fn origin_mode(&self) -> String {
+        match self.allowed_origins.as_slice() {
+            [] => "same origin only (a browser's Origin must match the Host it connects to)"
+                .to_string(),
+            [any] if any == "*" => "ANY origin (allowed_origins = *)".to_string(),
+            listed => format!("only {}", listed.join(", ")),
+        }
     }
 
     /// The HS256 secret in force: the configured one, or the development one.
@@ -477,6 +566,24 @@ fn serialize_secrets<S: serde::Serializer>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_logged_without_their_password() {
+        assert_eq!(
+            redact_url("redis://:hunter2@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(
+            redact_url("postgres://informd:p@ss@db/informd"),
+            "postgres://informd:***@db/informd"
+        );
+        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+        assert_eq!(redact_url("sqlite://informd.db"), "sqlite://informd.db");
+        assert_eq!(
+            redact_url("/var/lib/a@b/informd.db"),
+            "/var/lib/a@b/informd.db"
+        );
+    }
 
     #[test]
     fn defaults_are_valid_and_warn_about_development_secrets() {

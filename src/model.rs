@@ -248,10 +248,14 @@ fn parse_recipients(to: &Value, field: &str) -> Result<Vec<String>, FieldError> 
             .enumerate()
             .map(|(i, v)| (format!("{field}[{i}]"), v))
             .collect(),
-        _ => {
+        other => {
             return Err(FieldError::new(
                 field,
-                "must be a user id or an array of user ids",
+                format!(
+                    "must be a user id string{} or an array of them, got {}",
+                    string_like(other),
+                    json_kind(other)
+                ),
             ))
         }
     };
@@ -266,15 +270,43 @@ fn parse_recipients(to: &Value, field: &str) -> Result<Vec<String>, FieldError> 
     }
     let mut users: Vec<String> = Vec::with_capacity(raw.len());
     for (path, value) in raw {
-        let id = value
-            .as_str()
-            .ok_or_else(|| FieldError::new(&path, "must be a string"))?;
+        let id = value.as_str().ok_or_else(|| {
+            FieldError::new(
+                &path,
+                format!(
+                    "must be a string{}, got {}",
+                    string_like(value),
+                    json_kind(value)
+                ),
+            )
+        })?;
         check_user_id(id).map_err(|m| FieldError::new(&path, m))?;
         if !users.iter().any(|u| u == id) {
             users.push(id.to_string());
         }
     }
     Ok(users)
+}
+
+/// What kind of JSON value `value` is, for an error message ("got a number").
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// ` like "42"` for a number sent where its text was meant (user ids are strings, as in the
+/// JWT `sub`), else nothing.
+fn string_like(value: &Value) -> String {
+    match value {
+        Value::Number(n) => format!(" like \"{n}\""),
+        _ => String::new(),
+    }
 }
 
 fn optional_object(

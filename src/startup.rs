@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use crate::auth::Verifier;
 use crate::broker::{self, Fanout};
-use crate::config::Config;
+use crate::config::{redact_url, Config};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::protocol::close;
@@ -65,6 +65,13 @@ impl Application {
             log::warn!("!!! {warning}");
         }
         raise_open_file_limit();
+        // Listen first: a port that is taken stops the start before anything is created on
+        // disk.
+        let listener = bind_setting(&config.listen, "listen")?;
+        let metrics_listener = match &config.metrics_listen {
+            Some(address) => Some(bind_setting(address, "metrics_listen")?),
+            None => None,
+        };
         let config = Arc::new(config);
         let verifier = Verifier::from_config(&config)?;
         let shards = match config.hub_shards {
@@ -73,7 +80,7 @@ impl Application {
         };
         let metrics = Arc::new(Metrics::new());
         let hub = Hub::start(shards, config.max_sessions_per_user, metrics.clone());
-        let broker = broker::open(&config.broker, hub.clone())?;
+        let broker = broker::open(&config, hub.clone(), metrics.clone())?;
         let fanout = Arc::new(Fanout::start(broker.clone()));
         let store = store::open(&config.database, fanout, metrics.clone()).await?;
         let publisher = Publisher::new(&config, store.clone());
@@ -88,19 +95,11 @@ impl Application {
         );
         retention::spawn(state.store.clone(), &config);
 
-        let listener = server::bind(&config.listen)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let address = listener.local_addr()?;
         let port = address.port();
         let workers = match config.workers {
             0 => cores(),
             n => n,
-        };
-        let metrics_listener = match &config.metrics_listen {
-            Some(address) => Some(server::bind(address).map_err(|e| {
-                anyhow::anyhow!("cannot listen on {address} (metrics_listen): {e}")
-            })?),
-            None => None,
         };
         let metrics_address = match &metrics_listener {
             Some(l) => Some(l.local_addr()?),
@@ -113,13 +112,14 @@ impl Application {
             config.shutdown_grace_secs,
             state.clone(),
         )?;
+        log::info!("browser origins: {}", config.origin_mode());
         if let Some(address) = metrics_address {
             log::info!("metrics on http://{address}/metrics only");
         }
         log::info!(
             "informd listening on {address} (database {}, broker {}, {workers} workers, {shards} hub shards)",
-            describe_database(&config.database),
-            config.broker
+            redact_url(&config.database),
+            redact_url(&config.broker)
         );
         if config.demo_on() {
             log::warn!(
@@ -181,27 +181,59 @@ impl Application {
     }
 }
 
-/// The database for the log, without a password.
-fn describe_database(database: &str) -> String {
-    match database.split_once('@') {
-        Some((scheme_and_user, host)) => {
-            let scheme = scheme_and_user.split("://").next().unwrap_or("");
-            format!("{scheme}://…@{host}")
-        }
-        None => database.to_string(),
-    }
+/// Binds the address of the setting `key`; an error says what went wrong and which setting
+/// to change.
+fn bind_setting(address: &str, key: &str) -> anyhow::Result<std::net::TcpListener> {
+    let env = format!("INFORMD_{}", key.to_uppercase());
+    server::bind(address).map_err(|e| {
+        let advice = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "the address is in use (another informd, or another program, holds it): stop \
+                 it, or choose another port"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied (ports below 1024 need privileges): choose a port above 1023 \
+                 and let the proxy listen on 80 and 443"
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                "this machine has no such address: use one of its own, 127.0.0.1 or 0.0.0.0"
+            }
+            _ => "",
+        };
+        let cause = if advice.is_empty() {
+            e.to_string()
+        } else {
+            advice.to_string()
+        };
+        let flag = if key == "listen" {
+            ", or serve --listen"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("cannot listen on {address}: {cause}; set {key} ({env}{flag})")
+    })
 }
 
+/// Waits for SIGTERM or SIGINT. SIGHUP (sent by a closing terminal, or by an operator used
+/// to daemons that reload) is logged and ignored: informd reloads nothing, and dying of it
+/// would cut every session.
 #[cfg(unix)]
 async fn termination_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT",
+                _ = hup.recv() => log::warn!(
+                    "SIGHUP ignored: informd does not reload its configuration; restart it to \
+                     apply a change (clients resume with nothing lost)"
+                ),
+            }
         },
         _ => {
             log::error!("cannot install signal handlers");

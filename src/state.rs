@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use crate::auth::Verifier;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::http::peer::TrustedProxies;
 use crate::hub::{Hub, SessionId};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub publisher: Arc<Publisher>,
     pub metrics: Arc<Metrics>,
+    /// `trusted_proxies`, parsed once.
+    pub proxies: Arc<TrustedProxies>,
     shutting_down: Arc<AtomicBool>,
     next_session: Arc<AtomicU64>,
     /// Session tasks still running (closing included), so shutdown can wait for their close
@@ -59,7 +62,10 @@ impl AppState {
         publisher: Publisher,
         metrics: Arc<Metrics>,
     ) -> AppState {
+        // Validated with the rest of the configuration; nothing is left to refuse here.
+        let proxies = TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default();
         AppState {
+            proxies: Arc::new(proxies),
             config,
             store,
             hub,

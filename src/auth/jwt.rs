@@ -18,6 +18,7 @@ use crate::model::check_user_id;
 /// subscribe to beyond the public prefixes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
+    #[serde(deserialize_with = "subject")]
     pub sub: String,
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,6 +31,18 @@ pub struct Claims {
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<String>,
+}
+
+/// The `sub` claim, which must be text. A site that signs its numeric user id as a number
+/// is told so in words, not with "the token is malformed".
+fn subject<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(sub) => Ok(sub),
+        serde_json::Value::Number(n) => Err(serde::de::Error::custom(format!(
+            "sub must be a string like \"{n}\", got a number"
+        ))),
+        _ => Err(serde::de::Error::custom("sub must be a string")),
+    }
 }
 
 /// The `aud` claim: one audience or several (both are valid JWT).
@@ -92,8 +105,20 @@ pub enum AuthError {
     MissingClaim(&'static str),
     #[error("the token's subject is invalid: {0}")]
     BadSubject(String),
+    /// Signed, but a claim has the wrong type.
+    #[error("the token's claims are invalid: {0}")]
+    BadClaims(String),
     #[error("the token is malformed")]
     Malformed,
+}
+
+/// A claims decoding error without serde's position suffix, which means nothing to the site.
+fn claims_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
 }
 
 /// Verifies user tokens with the configured algorithm and key.
@@ -178,6 +203,7 @@ impl Verifier {
                         _ => "unknown",
                     })
                 }
+                ErrorKind::Json(e) => AuthError::BadClaims(claims_message(e)),
                 _ => AuthError::Malformed,
             })?;
         let claims = data.claims;

@@ -9,6 +9,6 @@ mod token;
 pub use jwt::{
     mint, now_secs, Audience, AuthError, Claims, Identity, Verifier, MAX_TOKEN_LIFETIME,
 };
-pub use origin::{host_of, origin_allowed, origin_matches};
+pub use origin::{host_of, origin_allowed, origin_matches, refusal_details};
 pub use publisher::PublisherKeys;
 pub use token::{bearer, token_from_parts, token_from_request, url_query_value};

@@ -20,6 +20,20 @@ pub fn origin_allowed(allowed: &[String], headers: &header::HeaderMap) -> bool {
     }
 }
 
+/// A log line for a refused origin, with what an operator needs to fix it: the `Origin`s
+/// received, the `Host`, the rule in force and the client.
+pub fn refusal_details(headers: &header::HeaderMap, rule: &str, client: &str) -> String {
+    let origins: Vec<&str> = headers
+        .get_all(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("(not text)"))
+        .collect();
+    format!(
+        "origin refused: Origin {origins:?}, Host {:?}, allowed origins: {rule} (client {client}); \
+         to allow it, add it to allowed_origins (INFORMD_ALLOWED_ORIGINS)",
+        host_of(headers).unwrap_or("")
+    )
+}
+
 /// The request's `Host` header.
 pub fn host_of(headers: &header::HeaderMap) -> Option<&str> {
     headers.get(header::HOST).and_then(|h| h.to_str().ok())

@@ -7,6 +7,7 @@
 //! local hub; a Redis broker (many nodes) publishes them to every node's hub.
 
 mod memory;
+mod redis;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -15,11 +16,14 @@ use async_trait::async_trait;
 use bytestring::ByteString;
 use tokio::sync::mpsc;
 
+use crate::config::Config;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::protocol;
 use crate::store::{Change, CommitListener};
 
 pub use memory::MemoryBroker;
+pub use redis::RedisBroker;
 
 /// A frame addressed to the sessions of one user or of one topic.
 #[derive(Debug, Clone)]
@@ -131,12 +135,19 @@ impl CommitListener for Fanout {
     }
 }
 
-/// Opens the broker named by `broker` (`memory` or `redis://…`) over the local hub.
-pub fn open(broker: &str, hub: Hub) -> Result<Arc<dyn Broker>, BrokerError> {
-    match broker {
+/// Opens the broker that `broker` names (`memory`, or a `redis://` URL) over the local hub.
+pub fn open(
+    config: &Config,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<dyn Broker>, BrokerError> {
+    match config.broker.as_str() {
         "memory" => Ok(Arc::new(MemoryBroker::new(hub))),
-        other => Err(BrokerError(format!(
-            "broker {other:?} is not supported yet; use \"memory\""
-        ))),
+        url => Ok(Arc::new(RedisBroker::start(
+            url,
+            &config.broker_prefix,
+            hub,
+            metrics,
+        )?)),
     }
 }

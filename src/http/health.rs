@@ -1,4 +1,5 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (its database and broker answer).
+//! A load balancer probes these every few seconds, so they log at debug, not in the access log.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -6,6 +7,7 @@ use serde_json::json;
 use crate::state::AppState;
 
 pub async fn healthz() -> HttpResponse {
+    log::debug!("GET /healthz 200");
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
@@ -26,6 +28,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "database": word(database.is_ok()),
         "broker": word(broker.is_ok()),
     });
+    log::debug!("GET /readyz {}", if ready { 200 } else { 503 });
     if ready {
         HttpResponse::Ok().json(body)
     } else {

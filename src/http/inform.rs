@@ -14,8 +14,11 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::auth::{origin_allowed, token_from_parts, url_query_value, Identity};
+use actix_web::http::header::HeaderMap;
+
+use crate::auth::{origin_allowed, refusal_details, token_from_parts, url_query_value, Identity};
 use crate::error::ApiError;
+use crate::http::peer;
 use crate::hub::{RegisterError, SessionHandle, SessionSignal};
 use crate::session::{self, SessionStart};
 use crate::state::AppState;
@@ -81,14 +84,29 @@ async fn answer(io: &mut TcpStream, bytes: &[u8]) -> bool {
 }
 
 /// Answers a handshake that will not become a session with `error`, and closes the connection.
-pub async fn refuse(mut io: TcpStream, error: ApiError, state: &AppState) {
+/// `headers` are the handshake's, when it was read far enough to have them.
+pub async fn refuse(
+    mut io: TcpStream,
+    error: ApiError,
+    headers: Option<&HeaderMap>,
+    state: &AppState,
+) {
     state
         .metrics
         .handshakes_refused
         .with_label_values(&[error.code()])
         .inc();
+    let client = match headers {
+        Some(headers) => state.proxies.client(io.peer_addr().ok(), headers),
+        None => io.peer_addr().ok().map(|peer| peer.ip()),
+    };
+    let client = peer::display(client);
+    if let (ApiError::ForbiddenOrigin, Some(headers)) = (&error, headers) {
+        let rule = state.config.origin_mode();
+        log::warn!("{}", refusal_details(headers, &rule, &client));
+    }
     log::info!(
-        "\"GET /inform\" {} ({})",
+        "{client} \"GET /inform\" {} {}",
         error_status(&error),
         error.code()
     );
@@ -106,7 +124,7 @@ fn error_status(error: &ApiError) -> u16 {
 pub async fn accept(mut io: TcpStream, handshake: Handshake, frames: BytesMut, state: AppState) {
     let admitted = match admit(&state, &handshake) {
         Ok(admitted) => admitted,
-        Err(error) => return refuse(io, error, &state).await,
+        Err(error) => return refuse(io, error, Some(&handshake.headers), &state).await,
     };
     let (queue_tx, queue_rx) = flume::bounded(state.config.outbound_queue);
     let signal = Arc::new(SessionSignal::default());
@@ -131,7 +149,7 @@ pub async fn accept(mut io: TcpStream, handshake: Handshake, frames: BytesMut, s
                 RegisterError::TooManySessions(n) => ApiError::TooManySessions(n),
                 RegisterError::ShuttingDown => ApiError::ShuttingDown,
             };
-            return refuse(io, error, &state).await;
+            return refuse(io, error, Some(&handshake.headers), &state).await;
         }
     };
     let accepted = handshake.accept();

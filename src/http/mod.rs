@@ -7,6 +7,7 @@ mod health;
 mod inbox;
 pub mod inform;
 mod metrics;
+pub mod peer;
 mod publish;
 
 use actix_cors::Cors;
@@ -14,11 +15,11 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, HttpResponse};
 
 use crate::error::ApiError;
 
-use crate::auth::{host_of, origin_allowed, origin_matches};
+use crate::auth::{host_of, origin_allowed, origin_matches, refusal_details};
 use crate::state::AppState;
 
 /// Registers every route. `allowed_origins` feeds CORS for the inbox API.
@@ -81,13 +82,20 @@ async fn refuse_foreign_origins(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let allowed = req
-        .app_data::<web::Data<AppState>>()
-        .map(|state| origin_allowed(&state.config.allowed_origins, req.headers()))
-        .unwrap_or(false);
-    if !allowed {
-        let response = ApiError::ForbiddenOrigin.error_response();
-        return Ok(req.into_response(response));
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return Ok(req.into_response(HttpResponse::from_error(ApiError::ForbiddenOrigin)));
+    };
+    if !origin_allowed(&state.config.allowed_origins, req.headers()) {
+        let client = state.proxies.client(req.peer_addr(), req.headers());
+        log::warn!(
+            "{}",
+            refusal_details(
+                req.headers(),
+                &state.config.origin_mode(),
+                &peer::display(client)
+            )
+        );
+        return Ok(req.into_response(HttpResponse::from_error(ApiError::ForbiddenOrigin)));
     }
     Ok(next.call(req).await?.map_into_boxed_body())
 }

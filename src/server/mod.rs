@@ -15,7 +15,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::time::Duration;
 
-use actix_http::{HttpService, Protocol};
+use actix_codec::Framed;
+use actix_http::{h1, HttpMessage, HttpService, Protocol};
 use actix_server::Server;
 use actix_service::{
     fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory,
@@ -35,7 +36,7 @@ use prefixed::Prefixed;
 use crate::error::ApiError;
 use crate::http;
 use crate::state::AppState;
-use crate::ws::handshake::{refusal, Opening};
+use crate::ws::handshake::{recognise_later, refusal, Opening};
 
 /// Connections waiting to be accepted.
 const BACKLOG: i32 = 4096;
@@ -46,11 +47,10 @@ pub const HEAD_SLOTS: usize = 512;
 /// How long writing a refusal to a connection that is being turned away may take.
 const TURN_AWAY_WAIT: Duration = Duration::from_secs(1);
 
-/// Binds `address` with a backlog deep enough for thousands of browsers reconnecting at once.
+/// Binds `address` (`host:port`; a name such as `localhost` is resolved, IPv4 first) with a
+/// backlog deep enough for thousands of browsers reconnecting at once.
 pub fn bind(address: &str) -> io::Result<TcpListener> {
-    let address: SocketAddr = address
-        .parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{address}: {e}")))?;
+    let address = resolve(address)?;
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(address),
         socket2::Type::STREAM,
@@ -62,10 +62,49 @@ pub fn bind(address: &str) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// The access log: method, path without the query string (it may hold a token), status.
+/// The address `host:port` names: itself when it is an IP address, else the first IPv4
+/// address the name resolves to (or the first address at all).
+fn resolve(address: &str) -> io::Result<SocketAddr> {
+    if let Ok(address) = address.parse() {
+        return Ok(address);
+    }
+    let invalid = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{address:?} is not host:port ({why}); for example 127.0.0.1:8080"),
+        )
+    };
+    let resolved: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(address)
+        .map_err(|e| invalid(&e.to_string()))?
+        .collect();
+    resolved
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(|| invalid("the name resolves to no address"))
+}
+
+/// The access log: client, method, path without the query string (it may hold a token),
+/// status, the error code of a refusal (`-` for none), size, time. Health probes, which a load
+/// balancer sends every few seconds, are logged by their handlers at debug instead.
 fn access_log() -> Logger {
-    Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
+    Logger::new(r#"%{client}xi "%{method}xi %U" %s %{error}xo %b %Dms"#)
+        .exclude("/healthz")
+        .exclude("/readyz")
+        .custom_request_replace("client", |req| {
+            let client = req
+                .app_data::<web::Data<AppState>>()
+                .and_then(|state| state.proxies.client(req.peer_addr(), req.headers()));
+            http::peer::display(client.or(req.peer_addr().map(|p| p.ip())))
+        })
         .custom_request_replace("method", |req| req.method().to_string())
+        .custom_response_replace("error", |res| {
+            res.response()
+                .error()
+                .and_then(|e| e.as_error::<ApiError>())
+                .map_or_else(|| "-".to_string(), |e| e.code().to_string())
+        })
 }
 
 /// Builds the server on `listener` (and `GET /metrics` alone on `metrics_listener`, when
@@ -112,11 +151,17 @@ pub fn build(
                         .wrap(access_log())
                         .configure(move |cfg| http::routes(cfg, &routes_state))
                         .into_factory();
+                    let upgrade_state = state.clone();
                     let http = HttpService::<Prefixed, _, _, _, _>::build()
                         .graceful_shutdown_signal(move || {
                             let stopping = stopping.clone();
                             async move { stopping.notified().await }
                         })
+                        .upgrade(fn_service(
+                            move |(request, framed): (actix_http::Request, _)| {
+                                upgrade_later_request(request, framed, upgrade_state.clone())
+                            },
+                        ))
                         .finish(map_config(app, |_| AppConfig::default()))
                         .new_service(())
                         .await
@@ -164,7 +209,7 @@ where
             Ok(())
         }
         Head::Read(Opening::Refused(error), _) => {
-            http::inform::refuse(io, error, &state).await;
+            http::inform::refuse(io, error, None, &state).await;
             Ok(())
         }
         Head::Refused(error) => {
@@ -182,6 +227,45 @@ where
         }
         Head::Gone => Ok(()),
     }
+}
+
+/// Serves a request that asked to upgrade after an earlier request on the same connection:
+/// the HTTP server reads those (only a connection's first head passes the front door), and
+/// hands them over here with the connection. A WebSocket handshake for `/inform` becomes a
+/// session exactly as a first one would; anything else asking for a WebSocket or a tunnel
+/// (`CONNECT`) is refused.
+async fn upgrade_later_request(
+    request: actix_http::Request,
+    framed: Framed<Prefixed, h1::Codec>,
+    state: AppState,
+) -> Result<(), actix_web::Error> {
+    let parts = framed.into_parts();
+    let (unread_prefix, mut io) = parts.io.into_parts();
+    // The earlier response, if the HTTP server had not written all of it yet.
+    if !parts.write_buf.is_empty() {
+        let written = tokio::time::timeout(TURN_AWAY_WAIT, io.write_all(&parts.write_buf)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            log::debug!("connection gone before a later handshake could be answered");
+            return Ok(());
+        }
+    }
+    // What the client sent after the head: the HTTP server's buffer, then any bytes of the
+    // first read it had not taken yet.
+    let mut frames = parts.read_buf;
+    frames.extend_from_slice(&unread_prefix);
+    match recognise_later(&request) {
+        Opening::WebSocket(handshake) => {
+            http::inform::accept(io, handshake, frames, state).await;
+        }
+        Opening::Refused(error) => {
+            http::inform::refuse(io, error, Some(request.headers()), &state).await;
+        }
+        Opening::Http | Opening::Incomplete => {
+            let error = ApiError::InvalidHandshake("a WebSocket is served at /inform only");
+            http::inform::refuse(io, error, Some(request.headers()), &state).await;
+        }
+    }
+    Ok(())
 }
 
 /// Answers a connection that will not be served with `error`'s JSON response, and closes it.

@@ -19,6 +19,11 @@ impl Prefixed {
     pub fn new(prefix: Bytes, io: TcpStream) -> Prefixed {
         Prefixed { prefix, io }
     }
+
+    /// The bytes not read yet from the prefix, and the stream.
+    pub fn into_parts(self) -> (Bytes, TcpStream) {
+        (self.prefix, self.io)
+    }
 }
 
 impl AsyncRead for Prefixed {

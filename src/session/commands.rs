@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use tokio::time::Sleep;
 
-use super::streams::Position;
 use super::{Exit, Session, MAX_READ_IDS, MAX_TOPICS};
 use crate::model::{check_topic, GLOBAL_TOPIC};
 use crate::protocol::{self, close, ClientFrame};
@@ -114,7 +113,7 @@ impl Session {
                     Exit::Close(close::TRY_AGAIN_LATER, "storage unavailable")
                 })?;
                 if let Some(position) = self.topics.position_mut(&topic) {
-                    *position = Position::at(latest);
+                    position.skip_to(latest);
                 }
                 self.write(protocol::subscribed(&topic, latest)).await
             }

@@ -3,10 +3,19 @@
 //! token's expiry and the hub's kick signal, then closes with a code that says what to do next.
 //!
 //! Ordering and resume: every stream the session receives (the user's notifications and each
-//! topic) carries a gapless `seq`. The session remembers the last seq it sent per stream and
-//! drops anything at or below it, which makes "register with the hub, then replay from the
-//! database, then go live" free of gaps and duplicates however the two overlap. A seq that
-//! jumps ahead (possible only when several nodes publish) is filled from the database first.
+//! topic) carries a gapless `seq`. Per stream the session keeps a position
+//! (`streams::Position`): the last seq the client has, and where the run of seqs this
+//! session sent it started. The rule is:
+//! - live and gap-filling frames go out only with a seq above the last one; anything at or
+//!   below it is dropped, which makes "register with the hub, then replay from the database,
+//!   then go live" free of gaps and duplicates however the two overlap;
+//! - a seq that jumps ahead (possible only when several nodes publish) is filled from the
+//!   database first;
+//! - a resume (`since` on connect, `subscribe` with `since`) replays the seqs after `since`
+//!   except those in the run this session already sent: `global` is live from the connect,
+//!   so broadcasts that went out before the client's `subscribe` with `since` arrived are not
+//!   sent twice. Those gap frames then come after the live ones they precede, followed by
+//!   `resumed`.
 
 mod commands;
 mod replay;

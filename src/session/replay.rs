@@ -1,7 +1,6 @@
 //! Replay: sending what a client missed from the database, for `since` on connect and on
 //! subscribe, and to fill a gap in a live stream.
 
-use super::streams::Position;
 use super::{Exit, Session};
 use crate::model::Notification;
 use crate::protocol::{self, close};
@@ -49,19 +48,28 @@ impl Session {
                 log::error!("session {}: replay failed: {e}", self.id);
                 Exit::Close(close::TRY_AGAIN_LATER, "storage unavailable")
             })?;
-        if announce {
-            // The client's position is whatever it says; frames follow from there.
-            self.user_position = Position::at(since);
-        }
         let mut replayed = 0;
-        for notification in &replay.items {
-            if self.user_position.advance(notification.seq) {
-                self.write(protocol::notification(notification, unread))
-                    .await?;
-                replayed += 1;
+        if announce {
+            // Frames follow from the client's `since`, except any this session sent it already.
+            let resume = self.user_position.resume(since);
+            for notification in &replay.items {
+                if resume.wants(notification.seq) {
+                    self.write(protocol::notification(notification, unread))
+                        .await?;
+                    replayed += 1;
+                }
+            }
+        } else {
+            for notification in &replay.items {
+                if self.user_position.advance(notification.seq) {
+                    self.write(protocol::notification(notification, unread))
+                        .await?;
+                    replayed += 1;
+                }
             }
         }
-        self.user_position = Position::at(replay.latest);
+        self.user_position
+            .replayed(announce.then_some(since), replay.latest);
         self.count_replay(announce, replayed);
         if announce {
             self.write(protocol::resumed("user", replayed, replay.complete))
@@ -87,25 +95,26 @@ impl Session {
                 log::error!("session {}: topic replay failed: {e}", self.id);
                 Exit::Close(close::TRY_AGAIN_LATER, "storage unavailable")
             })?;
-        if announce {
-            if let Some(position) = self.topics.position_mut(topic) {
-                *position = Position::at(since);
-            }
-        }
+        // Frames follow from the client's `since`, except any this session sent it already.
+        let resume = announce
+            .then(|| self.topics.position(topic).map(|p| p.resume(since)))
+            .flatten();
         let mut replayed = 0;
         for broadcast in &replay.items {
-            let fresh = self
-                .topics
-                .position_mut(topic)
-                .map(|p| p.advance(broadcast.seq))
-                .unwrap_or(false);
+            let fresh = match &resume {
+                Some(resume) => resume.wants(broadcast.seq),
+                None => self
+                    .topics
+                    .position_mut(topic)
+                    .is_some_and(|p| p.advance(broadcast.seq)),
+            };
             if fresh {
                 self.write(protocol::broadcast(broadcast)).await?;
                 replayed += 1;
             }
         }
         if let Some(position) = self.topics.position_mut(topic) {
-            *position = Position::at(replay.latest);
+            position.replayed(announce.then_some(since), replay.latest);
         }
         self.count_replay(announce, replayed);
         if announce {

@@ -146,6 +146,12 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("the store is shut down")]
     Closed,
+    /// The database file's directory is missing and cannot be made.
+    #[error("cannot create the database directory {}: {source}", path.display())]
+    Directory {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The storage contract. See the module documentation for the guarantees.

@@ -5,6 +5,7 @@ use actix_http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, SEC_WEBSOCKET_KEY,
     SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING, UPGRADE,
 };
+use actix_http::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::ResponseError;
 use base64::prelude::{Engine, BASE64_STANDARD};
@@ -57,13 +58,9 @@ pub fn recognise(bytes: &[u8]) -> Opening {
         Ok(httparse::Status::Partial) => return Opening::Incomplete,
         Err(_) => return Opening::Http,
     };
-    let (Some("GET"), Some(target)) = (request.method, request.path) else {
+    let (Some(method), Some(target)) = (request.method, request.path) else {
         return Opening::Http;
     };
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if path != "/inform" && path != "/inform/" {
-        return Opening::Http;
-    }
     let mut headers = HeaderMap::new();
     for header in request.headers.iter() {
         let (Ok(name), Ok(value)) = (
@@ -74,11 +71,52 @@ pub fn recognise(bytes: &[u8]) -> Opening {
         };
         headers.append(name, value);
     }
+    classify(method, target, request.version, headers, head_len)
+}
+
+/// Looks at a request that the HTTP server read after an earlier one on the same connection
+/// (a proxy that keeps its upstream connections alive sends handshakes that way) and asked to
+/// upgrade: the same rules as for the first request.
+pub fn recognise_later(request: &actix_http::Request) -> Opening {
+    let version = match request.version() {
+        actix_http::Version::HTTP_11 => Some(1),
+        actix_http::Version::HTTP_10 => Some(0),
+        _ => None,
+    };
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |target| target.as_str());
+    classify(
+        request.method().as_str(),
+        target,
+        version,
+        request.headers().clone(),
+        0,
+    )
+}
+
+/// Whether a request head is a WebSocket handshake for `/inform`, one that breaks RFC 6455,
+/// or anything else.
+fn classify(
+    method: &str,
+    target: &str,
+    version: Option<u8>,
+    headers: HeaderMap,
+    head_len: usize,
+) -> Opening {
+    if method != "GET" {
+        return Opening::Http;
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path != "/inform" && path != "/inform/" {
+        return Opening::Http;
+    }
     if !has_token(&headers, &UPGRADE, "websocket") {
         // A plain GET: the HTTP route answers 426.
         return Opening::Http;
     }
-    match check(request.version, &headers) {
+    match check(version, &headers) {
         Ok(key) => Opening::WebSocket(Handshake {
             query: query.to_string(),
             headers,

@@ -61,15 +61,19 @@ pub fn with_file_limit(dir: &Path, files: u32) -> Command {
 
 impl Daemon {
     pub fn start(mut command: Command) -> Daemon {
-        if !command
-            .get_envs()
-            .any(|(key, value)| key == "INFORMD_SHUTDOWN_GRACE_SECS" && value.is_some())
-        {
-            command.env("INFORMD_SHUTDOWN_GRACE_SECS", "5");
+        for (key, default) in [
+            ("INFORMD_SHUTDOWN_GRACE_SECS", "5"),
+            ("INFORMD_LISTEN", "127.0.0.1:0"),
+        ] {
+            if !command
+                .get_envs()
+                .any(|(set, value)| set == key && value.is_some())
+            {
+                command.env(key, default);
+            }
         }
         let mut child = command
             .arg("serve")
-            .env("INFORMD_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -261,3 +261,89 @@ async fn connections_beyond_the_head_slots_are_turned_away_at_once() {
     let mut client = served.expect("once the stalled connections are gone, users get through");
     client.next_of_type("welcome").await;
 }
+
+/// Reads from `io` until `needle` has arrived; returns everything read.
+async fn read_until(io: &mut TcpStream, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline.into(), io.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("no {needle} in {}", String::from_utf8_lossy(&seen)))
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+const HEALTH: &str = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+#[tokio::test]
+async fn a_handshake_after_other_requests_on_a_kept_alive_connection_becomes_a_session() {
+    // nginx with upstream keep-alive sends handshakes on connections that served requests.
+    let app = spawn_app().await;
+    let mut io = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    io.write_all(HEALTH.as_bytes()).await.unwrap();
+    read_until(&mut io, r#"{"status":"ok"}"#).await;
+    let mut bytes = handshake(&app.token("3"), "").into_bytes();
+    bytes.extend(client_text_frame(r#"{"type":"ping"}"#));
+    io.write_all(&bytes).await.unwrap();
+    let answer = read_until(&mut io, r#""type":"pong""#).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    assert!(answer.contains(r#""type":"welcome""#), "{answer}");
+    // A live session: a notification for user 3 arrives on this connection.
+    app.notify("3", "follow").await;
+    read_until(&mut io, r#""kind":"follow""#).await;
+
+    // Pipelined: a request and the handshake in one write.
+    let mut io = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    let mut bytes = HEALTH.as_bytes().to_vec();
+    bytes.extend(handshake(&app.token("3"), "").into_bytes());
+    io.write_all(&bytes).await.unwrap();
+    let answer = read_until(&mut io, r#""type":"welcome""#).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("HTTP/1.1 101"), "{answer}");
+}
+
+#[tokio::test]
+async fn later_handshakes_are_held_to_the_same_rules() {
+    let app = spawn_app().await;
+    for (request, status, code) in [
+        (
+            handshake(&app.token("3"), "").replace("Version: 13", "Version: 12"),
+            "426",
+            "upgrade_required",
+        ),
+        (handshake("forged", ""), "401", "invalid_token"),
+        (
+            handshake(&app.token("3"), "").replace("/inform?", "/healthz?"),
+            "400",
+            "invalid_handshake",
+        ),
+    ] {
+        let mut io = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+        io.write_all(HEALTH.as_bytes()).await.unwrap();
+        read_until(&mut io, r#"{"status":"ok"}"#).await;
+        io.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_until(&mut io, "\"error\"").await;
+        let answer = read_until_closed(&mut io, answer).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request}: {answer}"
+        );
+        assert_eq!(error_code(&answer), code, "{answer}");
+    }
+}
+
+/// Reads the rest of the answer, until the server closes the connection.
+async fn read_until_closed(io: &mut TcpStream, mut seen: String) -> String {
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), io.read_to_end(&mut rest))
+        .await
+        .expect("the connection is closed after a refusal")
+        .unwrap();
+    seen.push_str(&String::from_utf8_lossy(&rest));
+    seen
+}

@@ -193,12 +193,84 @@ async fn topics_resume_with_since_on_subscribe() {
     app.publish_ok(&json!({"topic": "global", "data": {}}))
         .await;
     assert_eq!(client.next_of_type("broadcast").await["topic"], "global");
-    // Asking again from 0 replays it, as asked.
+    // Asking again from 0 replays nothing: this session already sent seq 1.
     client
         .send_json(&json!({"type": "subscribe", "topic": "global", "since": 0}))
         .await;
-    assert_eq!(client.next_of_type("broadcast").await["seq"], 1);
-    assert_eq!(client.next_of_type("resumed").await["replayed"], 1);
+    assert_eq!(client.next_of_type("resumed").await["replayed"], 0);
+}
+
+/// Collects `n` broadcast frames of `topic` as seqs (other frames between them are an error).
+async fn broadcast_seqs(client: &mut crate::helpers::Client, topic: &str, n: usize) -> Vec<i64> {
+    let mut seqs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let frame = client.next_of_type("broadcast").await;
+        assert_eq!(frame["topic"], topic, "{frame}");
+        seqs.push(frame["seq"].as_i64().expect("seq"));
+    }
+    seqs
+}
+
+#[tokio::test]
+async fn resuming_global_after_live_broadcasts_sends_the_gap_once() {
+    // The client saw global up to 2 on its previous connection; 3 and 4 came while it was
+    // away, 5 and 6 after it reconnected but before its `subscribe` with `since` arrived.
+    let app = spawn_app().await;
+    for i in 1..=4 {
+        app.publish_ok(&json!({"topic": "global", "data": {"i": i}}))
+            .await;
+    }
+    let (mut client, _) = app.connect_user("1", "").await;
+    for i in 5..=6 {
+        app.publish_ok(&json!({"topic": "global", "data": {"i": i}}))
+            .await;
+    }
+    assert_eq!(broadcast_seqs(&mut client, "global", 2).await, vec![5, 6]);
+    client
+        .send_json(&json!({"type": "subscribe", "topic": "global", "since": 2}))
+        .await;
+    // Only the gap: 5 and 6 went out live already.
+    assert_eq!(broadcast_seqs(&mut client, "global", 2).await, vec![3, 4]);
+    assert_eq!(
+        client.next_of_type("resumed").await,
+        json!({"type": "resumed", "stream": "topic:global", "replayed": 2, "complete": true})
+    );
+    app.publish_ok(&json!({"topic": "global", "data": {"i": 7}}))
+        .await;
+    assert_eq!(broadcast_seqs(&mut client, "global", 1).await, vec![7]);
+}
+
+#[tokio::test]
+async fn resubscribing_a_topic_with_since_skips_what_went_out_live() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        app.publish_ok(&json!({"topic": "article:9", "data": {}}))
+            .await;
+    }
+    let (mut client, _) = app.connect_user("1", "").await;
+    client
+        .send_json(&json!({"type": "subscribe", "topic": "article:9"}))
+        .await;
+    assert_eq!(client.next_of_type("subscribed").await["seq"], 3);
+    for _ in 0..2 {
+        app.publish_ok(&json!({"topic": "article:9", "data": {}}))
+            .await;
+    }
+    assert_eq!(
+        broadcast_seqs(&mut client, "article:9", 2).await,
+        vec![4, 5]
+    );
+    client
+        .send_json(&json!({"type": "subscribe", "topic": "article:9", "since": 1}))
+        .await;
+    assert_eq!(
+        broadcast_seqs(&mut client, "article:9", 2).await,
+        vec![2, 3]
+    );
+    assert_eq!(client.next_of_type("resumed").await["replayed"], 2);
+    app.publish_ok(&json!({"topic": "article:9", "data": {}}))
+        .await;
+    assert_eq!(broadcast_seqs(&mut client, "article:9", 1).await, vec![6]);
 }
 
 #[tokio::test]

@@ -88,6 +88,29 @@ fn connect_options(database: &str) -> Result<SqliteConnectOptions, StoreError> {
         .busy_timeout(Duration::from_secs(10)))
 }
 
+/// Creates the directory the database file goes in, as an operator who names
+/// `/var/lib/informd/informd.db` expects; an in-memory database has none.
+fn create_parent_directory(file: &std::path::Path) -> Result<(), StoreError> {
+    let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if file.as_os_str() == ":memory:" || parent.is_dir() {
+        return Ok(());
+    }
+    if parent.exists() {
+        return Err(StoreError::Directory {
+            path: parent.to_path_buf(),
+            source: std::io::Error::other("it exists and is not a directory"),
+        });
+    }
+    std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
+        path: parent.to_path_buf(),
+        source,
+    })?;
+    log::info!("created the database directory {}", parent.display());
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating and migrating) the database and starts the writer.
     pub async fn open(
@@ -96,6 +119,7 @@ impl SqliteStore {
         metrics: Arc<Metrics>,
     ) -> Result<SqliteStore, StoreError> {
         let options = connect_options(database)?;
+        create_parent_directory(options.get_filename())?;
         let mut writer_conn = SqliteConnection::connect_with(&options).await?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut writer_conn)

@@ -67,6 +67,17 @@
     }
   }
 
+  /** The `sub` claim of a JWT, or "" (anonymous, or a token we cannot read). */
+  function tokenSubject(token) {
+    try {
+      var part = String(token).split(".")[1];
+      var sub = JSON.parse(atob(part.replace(/-/g, "+").replace(/_/g, "/"))).sub;
+      return typeof sub === "string" ? sub : "";
+    } catch (e) {
+      return "";
+    }
+  }
+
   /** `url` as an absolute ws(s):// URL; a path or http(s) URL is taken relative to the page. */
   function socketUrl(url) {
     var base = global.location ? global.location.href : "http://localhost/";
@@ -107,10 +118,30 @@
     this.id = randomId();
     this.role = "solo";
     this.socket = null;
+    this.token = null;
     var share = options.share !== false && sharingAvailable();
-    this.channelName = options.channel || "informd:" + this.url.href.split("?")[0];
     if (share) {
-      this.startSharing();
+      // Until it knows its place, a tab keeps its commands for whoever will hold the socket.
+      this.role = "follower";
+      this.pending = [];
+      var self = this;
+      // Tabs share a socket only with tabs of the same user: the channel is named after the
+      // socket URL and the token's `sub`, so the token is fetched first (and reused to connect).
+      this.getToken()
+        .then(
+          function (token) {
+            return tokenSubject(token);
+          },
+          function () {
+            return "?" + randomId(); // no token now: keep to ourselves rather than guess
+          }
+        )
+        .then(function (subject) {
+          if (self.closed) return;
+          self.channelName =
+            options.channel || "informd:" + self.url.href.split("?")[0] + "#" + subject;
+          self.startSharing();
+        });
     } else {
       this.lead();
     }
@@ -284,8 +315,6 @@
 
   Client.prototype.startSharing = function () {
     var self = this;
-    this.role = "follower";
-    this.pending = [];
     this.channel = new global.BroadcastChannel(this.channelName);
     this.channel.onmessage = function (event) {
       self.message(event.data);
@@ -304,7 +333,7 @@
       .catch(function () {
         /* aborted by close() */
       });
-    this.hello();
+    this.rejoin();
   };
 
   Client.prototype.post = function (message) {
@@ -417,7 +446,6 @@
     this.buffer = [];
     this.bufferFrom = null;
     this.attempt = 0;
-    this.token = null;
     this.tokenFailed = false;
     this.resumeFrom = null;
     this.connectingSince = null;
@@ -439,7 +467,8 @@
     var source = this.tokenSource;
     if (typeof source !== "function") return Promise.resolve(source || null);
     var exp = this.token ? tokenExpiry(this.token) : null;
-    if (!fresh && this.token && !this.tokenFailed && (exp === null || exp - now() > 30000)) {
+    // A token with a little life left is good to connect with: a refresh follows at once.
+    if (!fresh && this.token && !this.tokenFailed && (exp === null || exp - now() > 2000)) {
       return Promise.resolve(this.token);
     }
     var self = this;

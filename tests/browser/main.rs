@@ -125,6 +125,11 @@ fn leader_tab_crash_is_taken_over_with_nothing_lost() {
 }
 
 #[test]
+fn two_users_in_one_browser_do_not_share_a_socket() {
+    scenario("two_users_do_not_share", Setup::Site);
+}
+
+#[test]
 fn mark_all_read_reaches_every_tab() {
     scenario("mark_all_read_reaches_every_tab", Setup::Site);
 }

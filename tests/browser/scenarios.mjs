@@ -184,7 +184,8 @@ const scenarios = {
     const ctx = await context(browser, {
       tokens: () => {
         calls += 1;
-        return calls === 1 ? token("gina", 4) : token("mallory", 3600);
+        // One for each tab at start (it names the tabs' channel), then the refresh.
+        return calls <= 2 ? token("gina", 4) : token("mallory", 3600);
       },
     });
     const tabs = [await openTab(ctx, { token: "function" }), await openTab(ctx, { token: "function" })];
@@ -197,6 +198,22 @@ const scenarios = {
     await sleep(2000);
     assertEqual(await sessions(), 0, "no tab reconnected");
     for (const tab of tabs) assertEqual(await status(tab), "offline", "status stays offline");
+  },
+
+  /** Two users in one browser do not share a socket: each tab sees its own user's events. */
+  async two_users_do_not_share(browser) {
+    const ctx = await context(browser);
+    const alice = await openTab(ctx, { token: token("lea") });
+    const bob = await openTab(ctx, { token: token("max") });
+    await tabsLive([alice, bob]);
+    assertEqual([await role(alice), await role(bob)], ["leader", "leader"], "roles");
+    await waitFor("two sessions", async () => (await sessions()) === 2);
+    await publish(like("lea", 1));
+    await publish(like("max", 1));
+    await publish(like("max", 2));
+    await waitSeqs(alice, [1], "lea's tab");
+    await waitSeqs(bob, [1, 2], "max's tab");
+    assertEqual((await seen(alice)).unread.at(-1), 1, "lea's badge");
   },
 
   /** Without BroadcastChannel and Web Locks every tab keeps its own socket, and works. */

@@ -61,15 +61,21 @@ enum Setup {
 
 /// Runs scenario `name` against a fresh informd; panics with its output when it fails.
 fn scenario(name: &str, setup: Setup) {
+    let _one = one_browser();
     let dir = tempfile::TempDir::new().unwrap();
     let daemon = Daemon::start(dir.path(), setup == Setup::Demo, 0);
     run_scenario(name, daemon, dir.path(), &[]);
 }
 
+/// Waits for the browser to be free; held for the whole test, informd's start included.
+fn one_browser() -> std::sync::MutexGuard<'static, ()> {
+    ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs scenario `name` against `daemon` (whose database is in `dir`), with `env` added.
+/// The caller holds [`one_browser`].
 fn run_scenario(name: &str, mut daemon: Daemon, dir: &Path, env: &[(&str, String)]) {
     check_prerequisites();
-    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let demo = daemon.is_demo();
     let mut node = Command::new("node")
         .arg("scenarios.mjs")

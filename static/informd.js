@@ -293,8 +293,10 @@
 
   /** Stops for good: this tab's socket (another tab takes over) or its place in the queue. */
   Client.prototype.close = function () {
-    if (this.closed) return;
+    if (this.closed && !this.final) return;
+    if (this.role === "follower") this.post({ t: "bye", from: this.id });
     this.closed = true;
+    this.final = false;
     clearTimeout(this.retryTimer);
     clearTimeout(this.refreshTimer);
     if (this.socket) {
@@ -304,7 +306,6 @@
         /* already closing */
       }
     }
-    if (this.role === "follower") this.post({ t: "bye", from: this.id });
     if (this.abortLock) this.abortLock.abort();
     if (this.releaseLock) this.releaseLock();
     if (this.channel) this.channel.close();
@@ -337,7 +338,7 @@
   };
 
   Client.prototype.post = function (message) {
-    if (this.channel && !this.closed) this.channel.postMessage(message);
+    if (this.channel && (!this.closed || this.final)) this.channel.postMessage(message);
   };
 
   /** A follower introduces itself to the leader: its seqs, so the leader can fill its gap. */
@@ -351,7 +352,8 @@
   };
 
   Client.prototype.message = function (m) {
-    if (!m || this.closed) return;
+    // A leader stopped for good still tells tabs that open later why they are offline.
+    if (!m || (this.closed && !this.final)) return;
     if (this.role === "leader") {
       if (m.t === "hello") this.welcomeFollower(m);
       else if (m.t === "cmd") {
@@ -406,8 +408,14 @@
     for (var i = 0; i < m.topics.length; i++) {
       this.runCommand({ subscribe: m.topics[i] }, m.from);
     }
+    // What the socket covers: after `welcome`, everything since `bufferFrom`; before, what
+    // it is about to ask for (nothing before the latest seq, when it asks without `since`).
     var covered = this.welcomed ? this.bufferFrom : this.connectingSince;
-    if (typeof m.since === "number" && typeof covered === "number" && m.since < covered) {
+    if (
+      !this.final &&
+      typeof m.since === "number" &&
+      (typeof covered !== "number" || m.since < covered)
+    ) {
       // It has seen less than this socket covers (rendered earlier, or behind when the old
       // leader went): reconnect from its seq; every tab drops what it already has.
       this.resumeFrom = Math.min(m.since, this.resumeFrom === null ? m.since : this.resumeFrom);
@@ -448,7 +456,7 @@
     this.attempt = 0;
     this.tokenFailed = false;
     this.resumeFrom = null;
-    this.connectingSince = null;
+    this.connectingSince = this.seq;
     this.reconnectNow = false;
     this.welcomed = false;
     this.runCommand({ subscribe: "global" }, this.id);
@@ -612,6 +620,7 @@
       detail.final = true;
       this.setStatus("offline", detail);
       this.closed = true;
+      this.final = true;
       clearTimeout(this.refreshTimer);
       return;
     }

@@ -198,6 +198,12 @@ const scenarios = {
     await sleep(2000);
     assertEqual(await sessions(), 0, "no tab reconnected");
     for (const tab of tabs) assertEqual(await status(tab), "offline", "status stays offline");
+    // A tab of the same user opened now learns from the stopped leader why it is offline.
+    const later = await openTab(ctx, { token: token("gina") });
+    await waitFor("the later tab offline with 1008", async () =>
+      (await seen(later)).statuses.some((s) => s.status === "offline" && s.final && s.code === 1008),
+    );
+    assertEqual(await sessions(), 0, "the later tab did not connect either");
   },
 
   /** Two users in one browser do not share a socket: each tab sees its own user's events. */

@@ -171,6 +171,11 @@ fn a_tab_rendered_earlier_gets_what_it_missed_once() {
 }
 
 #[test]
+fn a_tab_rendered_before_the_leaders_start_makes_it_replay_from_there() {
+    scenario("late_tab_older_than_the_leader", Setup::Site);
+}
+
+#[test]
 fn broadcasts_reach_the_tabs_that_asked() {
     scenario("broadcasts_and_topics", Setup::Site);
 }

@@ -260,6 +260,22 @@ const scenarios = {
     assertEqual(await sessions(), 1, "one socket for both");
   },
 
+  /** A tab rendered before anything the leader holds: the leader asks again from its seq. */
+  async late_tab_older_than_the_leader(browser) {
+    const ctx = await context(browser);
+    for (let n = 1; n <= 3; n++) await publish(like("lou", n));
+    const first = await openTab(ctx, { token: token("lou"), since: 3 });
+    await waitLive(first);
+    await publish(like("lou", 4));
+    await waitSeqs(first, [4], "first tab");
+    const late = await openTab(ctx, { token: token("lou"), since: 1 });
+    await waitSeqs(late, [2, 3, 4], "late tab");
+    await publish(like("lou", 5));
+    await waitSeqs(late, [2, 3, 4, 5], "late tab");
+    await waitSeqs(first, [4, 5], "first tab, nothing doubled by the second replay");
+    await waitFor("one session", async () => (await sessions()) === 1);
+  },
+
   /** Broadcasts: `global` reaches every tab once; a topic only the tabs that asked for it. */
   async broadcasts_and_topics(browser) {
     const ctx = await context(browser);

@@ -67,6 +67,17 @@
     }
   }
 
+  /** The `sub` claim of a JWT, or "" (anonymous, or a token we cannot read). */
+  function tokenSubject(token) {
+    try {
+      var part = String(token).split(".")[1];
+      var sub = JSON.parse(atob(part.replace(/-/g, "+").replace(/_/g, "/"))).sub;
+      return typeof sub === "string" ? sub : "";
+    } catch (e) {
+      return "";
+    }
+  }
+
   /** `url` as an absolute ws(s):// URL; a path or http(s) URL is taken relative to the page. */
   function socketUrl(url) {
     var base = global.location ? global.location.href : "http://localhost/";
@@ -107,10 +118,30 @@
     this.id = randomId();
     this.role = "solo";
     this.socket = null;
+    this.token = null;
     var share = options.share !== false && sharingAvailable();
-    this.channelName = options.channel || "informd:" + this.url.href.split("?")[0];
     if (share) {
-      this.startSharing();
+      // Until it knows its place, a tab keeps its commands for whoever will hold the socket.
+      this.role = "follower";
+      this.pending = [];
+      var self = this;
+      // Tabs share a socket only with tabs of the same user: the channel is named after the
+      // socket URL and the token's `sub`, so the token is fetched first (and reused to connect).
+      this.getToken()
+        .then(
+          function (token) {
+            return tokenSubject(token);
+          },
+          function () {
+            return "?" + randomId(); // no token now: keep to ourselves rather than guess
+          }
+        )
+        .then(function (subject) {
+          if (self.closed) return;
+          self.channelName =
+            options.channel || "informd:" + self.url.href.split("?")[0] + "#" + subject;
+          self.startSharing();
+        });
     } else {
       this.lead();
     }
@@ -262,8 +293,10 @@
 
   /** Stops for good: this tab's socket (another tab takes over) or its place in the queue. */
   Client.prototype.close = function () {
-    if (this.closed) return;
+    if (this.closed && !this.final) return;
+    if (this.role === "follower") this.post({ t: "bye", from: this.id });
     this.closed = true;
+    this.final = false;
     clearTimeout(this.retryTimer);
     clearTimeout(this.refreshTimer);
     if (this.socket) {
@@ -273,7 +306,6 @@
         /* already closing */
       }
     }
-    if (this.role === "follower") this.post({ t: "bye", from: this.id });
     if (this.abortLock) this.abortLock.abort();
     if (this.releaseLock) this.releaseLock();
     if (this.channel) this.channel.close();
@@ -284,8 +316,6 @@
 
   Client.prototype.startSharing = function () {
     var self = this;
-    this.role = "follower";
-    this.pending = [];
     this.channel = new global.BroadcastChannel(this.channelName);
     this.channel.onmessage = function (event) {
       self.message(event.data);
@@ -304,11 +334,11 @@
       .catch(function () {
         /* aborted by close() */
       });
-    this.hello();
+    this.rejoin();
   };
 
   Client.prototype.post = function (message) {
-    if (this.channel && !this.closed) this.channel.postMessage(message);
+    if (this.channel && (!this.closed || this.final)) this.channel.postMessage(message);
   };
 
   /** A follower introduces itself to the leader: its seqs, so the leader can fill its gap. */
@@ -322,7 +352,8 @@
   };
 
   Client.prototype.message = function (m) {
-    if (!m || this.closed) return;
+    // A leader stopped for good still tells tabs that open later why they are offline.
+    if (!m || (this.closed && !this.final)) return;
     if (this.role === "leader") {
       if (m.t === "hello") this.welcomeFollower(m);
       else if (m.t === "cmd") {
@@ -377,8 +408,14 @@
     for (var i = 0; i < m.topics.length; i++) {
       this.runCommand({ subscribe: m.topics[i] }, m.from);
     }
+    // What the socket covers: after `welcome`, everything since `bufferFrom`; before, what
+    // it is about to ask for (nothing before the latest seq, when it asks without `since`).
     var covered = this.welcomed ? this.bufferFrom : this.connectingSince;
-    if (typeof m.since === "number" && typeof covered === "number" && m.since < covered) {
+    if (
+      !this.final &&
+      typeof m.since === "number" &&
+      (typeof covered !== "number" || m.since < covered)
+    ) {
       // It has seen less than this socket covers (rendered earlier, or behind when the old
       // leader went): reconnect from its seq; every tab drops what it already has.
       this.resumeFrom = Math.min(m.since, this.resumeFrom === null ? m.since : this.resumeFrom);
@@ -417,10 +454,9 @@
     this.buffer = [];
     this.bufferFrom = null;
     this.attempt = 0;
-    this.token = null;
     this.tokenFailed = false;
     this.resumeFrom = null;
-    this.connectingSince = null;
+    this.connectingSince = this.seq;
     this.reconnectNow = false;
     this.welcomed = false;
     this.runCommand({ subscribe: "global" }, this.id);
@@ -439,7 +475,8 @@
     var source = this.tokenSource;
     if (typeof source !== "function") return Promise.resolve(source || null);
     var exp = this.token ? tokenExpiry(this.token) : null;
-    if (!fresh && this.token && !this.tokenFailed && (exp === null || exp - now() > 30000)) {
+    // A token with a little life left is good to connect with: a refresh follows at once.
+    if (!fresh && this.token && !this.tokenFailed && (exp === null || exp - now() > 2000)) {
       return Promise.resolve(this.token);
     }
     var self = this;
@@ -583,6 +620,7 @@
       detail.final = true;
       this.setStatus("offline", detail);
       this.closed = true;
+      this.final = true;
       clearTimeout(this.refreshTimer);
       return;
     }

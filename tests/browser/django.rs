@@ -9,10 +9,11 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::daemon::Daemon;
-use crate::{browser_dir, run_scenario};
+use crate::{browser_dir, one_browser, run_scenario};
 
 #[test]
 fn the_django_guide_runs_against_a_live_informd() {
+    let _one = one_browser();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = repo.join("tests/django/.venv/bin/python");
     assert!(

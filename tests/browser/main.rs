@@ -61,15 +61,21 @@ enum Setup {
 
 /// Runs scenario `name` against a fresh informd; panics with its output when it fails.
 fn scenario(name: &str, setup: Setup) {
+    let _one = one_browser();
     let dir = tempfile::TempDir::new().unwrap();
     let daemon = Daemon::start(dir.path(), setup == Setup::Demo, 0);
     run_scenario(name, daemon, dir.path(), &[]);
 }
 
+/// Waits for the browser to be free; held for the whole test, informd's start included.
+fn one_browser() -> std::sync::MutexGuard<'static, ()> {
+    ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs scenario `name` against `daemon` (whose database is in `dir`), with `env` added.
+/// The caller holds [`one_browser`].
 fn run_scenario(name: &str, mut daemon: Daemon, dir: &Path, env: &[(&str, String)]) {
     check_prerequisites();
-    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let demo = daemon.is_demo();
     let mut node = Command::new("node")
         .arg("scenarios.mjs")
@@ -125,6 +131,11 @@ fn leader_tab_crash_is_taken_over_with_nothing_lost() {
 }
 
 #[test]
+fn two_users_in_one_browser_do_not_share_a_socket() {
+    scenario("two_users_do_not_share", Setup::Site);
+}
+
+#[test]
 fn mark_all_read_reaches_every_tab() {
     scenario("mark_all_read_reaches_every_tab", Setup::Site);
 }
@@ -157,6 +168,11 @@ fn tabs_fall_back_to_their_own_socket_without_locks_or_broadcastchannel() {
 #[test]
 fn a_tab_rendered_earlier_gets_what_it_missed_once() {
     scenario("late_tab_with_rendered_seq", Setup::Site);
+}
+
+#[test]
+fn a_tab_rendered_before_the_leaders_start_makes_it_replay_from_there() {
+    scenario("late_tab_older_than_the_leader", Setup::Site);
 }
 
 #[test]

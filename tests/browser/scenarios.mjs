@@ -184,7 +184,8 @@ const scenarios = {
     const ctx = await context(browser, {
       tokens: () => {
         calls += 1;
-        return calls === 1 ? token("gina", 4) : token("mallory", 3600);
+        // One for each tab at start (it names the tabs' channel), then the refresh.
+        return calls <= 2 ? token("gina", 4) : token("mallory", 3600);
       },
     });
     const tabs = [await openTab(ctx, { token: "function" }), await openTab(ctx, { token: "function" })];
@@ -197,6 +198,28 @@ const scenarios = {
     await sleep(2000);
     assertEqual(await sessions(), 0, "no tab reconnected");
     for (const tab of tabs) assertEqual(await status(tab), "offline", "status stays offline");
+    // A tab of the same user opened now learns from the stopped leader why it is offline.
+    const later = await openTab(ctx, { token: token("gina") });
+    await waitFor("the later tab offline with 1008", async () =>
+      (await seen(later)).statuses.some((s) => s.status === "offline" && s.final && s.code === 1008),
+    );
+    assertEqual(await sessions(), 0, "the later tab did not connect either");
+  },
+
+  /** Two users in one browser do not share a socket: each tab sees its own user's events. */
+  async two_users_do_not_share(browser) {
+    const ctx = await context(browser);
+    const alice = await openTab(ctx, { token: token("lea") });
+    const bob = await openTab(ctx, { token: token("max") });
+    await tabsLive([alice, bob]);
+    assertEqual([await role(alice), await role(bob)], ["leader", "leader"], "roles");
+    await waitFor("two sessions", async () => (await sessions()) === 2);
+    await publish(like("lea", 1));
+    await publish(like("max", 1));
+    await publish(like("max", 2));
+    await waitSeqs(alice, [1], "lea's tab");
+    await waitSeqs(bob, [1, 2], "max's tab");
+    assertEqual((await seen(alice)).unread.at(-1), 1, "lea's badge");
   },
 
   /** Without BroadcastChannel and Web Locks every tab keeps its own socket, and works. */
@@ -235,6 +258,22 @@ const scenarios = {
     await waitSeqs(late, [2, 3, 4], "late tab");
     await waitSeqs(first, [1, 2, 3, 4], "first tab");
     assertEqual(await sessions(), 1, "one socket for both");
+  },
+
+  /** A tab rendered before anything the leader holds: the leader asks again from its seq. */
+  async late_tab_older_than_the_leader(browser) {
+    const ctx = await context(browser);
+    for (let n = 1; n <= 3; n++) await publish(like("lou", n));
+    const first = await openTab(ctx, { token: token("lou"), since: 3 });
+    await waitLive(first);
+    await publish(like("lou", 4));
+    await waitSeqs(first, [4], "first tab");
+    const late = await openTab(ctx, { token: token("lou"), since: 1 });
+    await waitSeqs(late, [2, 3, 4], "late tab");
+    await publish(like("lou", 5));
+    await waitSeqs(late, [2, 3, 4, 5], "late tab");
+    await waitSeqs(first, [4, 5], "first tab, nothing doubled by the second replay");
+    await waitFor("one session", async () => (await sessions()) === 1);
   },
 
   /** Broadcasts: `global` reaches every tab once; a topic only the tabs that asked for it. */

@@ -10,6 +10,8 @@
 //!   order, before answering the caller: that is how live delivery stays in `seq` order.
 
 mod counted;
+mod plan;
+mod replay;
 mod sqlite;
 
 use std::sync::Arc;

@@ -118,7 +118,7 @@ impl Application {
         }
         log::info!(
             "informd listening on {address} (database {}, broker {}, {workers} workers, {shards} hub shards)",
-            describe_database(&config.database),
+            store::describe_database(&config.database),
             config.broker
         );
         Ok(Application {
@@ -207,17 +207,6 @@ fn bind_setting(address: &str, key: &str) -> anyhow::Result<std::net::TcpListene
         };
         anyhow::anyhow!("cannot listen on {address}: {cause}; set {key} ({env}{flag})")
     })
-}
-
-/// The database for the log, without a password.
-fn describe_database(database: &str) -> String {
-    match database.split_once('@') {
-        Some((scheme_and_user, host)) => {
-            let scheme = scheme_and_user.split("://").next().unwrap_or("");
-            format!("{scheme}://…@{host}")
-        }
-        None => database.to_string(),
-    }
 }
 
 /// Waits for SIGTERM or SIGINT. SIGHUP (sent by a closing terminal, or by an operator used

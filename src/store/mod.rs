@@ -276,7 +276,7 @@ pub async fn open(
 ) -> Result<Arc<dyn Store>, StoreError> {
     let store: Arc<dyn Store> = match Backend::of(database)? {
         Backend::Sqlite => Arc::new(SqliteStore::open(database, listener, metrics.clone()).await?),
-        Backend::Postgres => Arc::new(PgStore::open(database, listener).await?),
+        Backend::Postgres => Arc::new(PgStore::open(database, listener, metrics.clone()).await?),
     };
     Ok(Arc::new(counted::Counted::new(store, metrics)))
 }

@@ -29,6 +29,7 @@ use super::{
     CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay,
     RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
 };
+use crate::metrics::Metrics;
 use crate::model::{now_millis, rfc3339_millis, Broadcast, Notification};
 use sequencer::Sequencer;
 
@@ -44,10 +45,16 @@ const THREADS: usize = 2;
 /// Columns of a notification row, in the order [`notification_from_row`] reads them.
 const NOTIFICATION_COLUMNS: &str = "id, seq, kind, actor, subject, data, created_at, read";
 
+/// What every write needs.
+pub struct Shared {
+    pub pool: PgPool,
+    pub sequencer: Arc<Sequencer>,
+    pub metrics: Arc<Metrics>,
+}
+
 /// The PostgreSQL implementation of [`Store`].
 pub struct PgStore {
-    pool: PgPool,
-    sequencer: Arc<Sequencer>,
+    shared: Arc<Shared>,
     /// The store's own runtime (its handle runs the work).
     runtime: StoreRuntime,
 }
@@ -104,6 +111,7 @@ impl PgStore {
     pub async fn open(
         database: &str,
         listener: Arc<dyn CommitListener>,
+        metrics: Arc<Metrics>,
     ) -> Result<PgStore, StoreError> {
         let options = connect_options(database)?;
         let runtime = StoreRuntime::start()?;
@@ -135,8 +143,11 @@ impl PgStore {
             .await
             .map_err(|_| StoreError::Closed)??;
         Ok(PgStore {
-            pool,
-            sequencer: Sequencer::new(listener),
+            shared: Arc::new(Shared {
+                pool,
+                sequencer: Sequencer::new(listener),
+                metrics,
+            }),
             runtime,
         })
     }
@@ -151,15 +162,12 @@ impl PgStore {
 
     /// Runs `work` on the store's runtime. It runs to its end even if the caller goes away
     /// (a client that hangs up mid-publish), so no transaction is cut between statements.
-    async fn run<T, F>(
-        &self,
-        work: impl FnOnce(PgPool, Arc<Sequencer>) -> F,
-    ) -> Result<T, StoreError>
+    async fn run<T, F>(&self, work: impl FnOnce(Arc<Shared>) -> F) -> Result<T, StoreError>
     where
         F: Future<Output = Result<T, StoreError>> + Send + 'static,
         T: Send + 'static,
     {
-        let task = work(self.pool.clone(), self.sequencer.clone());
+        let task = work(self.shared.clone());
         self.runtime
             .1
             .spawn(task)
@@ -238,26 +246,27 @@ async fn replay_rows(
 #[async_trait]
 impl Store for PgStore {
     async fn publish(&self, request: PublishRequest) -> Result<PublishOutcome, StoreError> {
-        self.run(|pool, sequencer| async move {
-            writes::retrying(|| writes::publish(&pool, &sequencer, &request)).await
-        })
+        self.run(
+            |shared| async move { writes::retrying(|| writes::publish(&shared, &request)).await },
+        )
         .await
     }
 
     async fn mark_read(&self, user: &str, selector: ReadSelector) -> Result<i64, StoreError> {
         let user = user.to_string();
-        self.run(|pool, sequencer| async move {
-            writes::retrying(|| writes::mark_read(&pool, &sequencer, &user, &selector)).await
+        self.run(|shared| async move {
+            writes::retrying(|| writes::mark_read(&shared, &user, &selector)).await
         })
         .await
     }
 
     async fn user_state(&self, user: &str) -> Result<UserState, StoreError> {
         let user = user.to_string();
-        self.run(|pool, _| async move {
+        self.run(|shared| async move {
+            let pool = &shared.pool;
             let row = sqlx::query("SELECT unread, last_seq FROM user_state WHERE user_id = $1")
                 .bind(user)
-                .fetch_optional(&pool)
+                .fetch_optional(pool)
                 .await?;
             Ok(match row {
                 Some(row) => UserState {
@@ -277,8 +286,9 @@ impl Store for PgStore {
         limit: u64,
     ) -> Result<Replay<Notification>, StoreError> {
         let user = user.to_string();
-        self.run(|pool, _| async move {
-            let (rows, window) = replay_rows(&pool, &USER_STREAM, &user, after, limit).await?;
+        self.run(|shared| async move {
+            let pool = &shared.pool;
+            let (rows, window) = replay_rows(pool, &USER_STREAM, &user, after, limit).await?;
             let items = rows
                 .iter()
                 .map(notification_from_row)
@@ -299,8 +309,9 @@ impl Store for PgStore {
         limit: u64,
     ) -> Result<Replay<Broadcast>, StoreError> {
         let topic = topic.to_string();
-        self.run(|pool, _| async move {
-            let (rows, window) = replay_rows(&pool, &TOPIC_STREAM, &topic, after, limit).await?;
+        self.run(|shared| async move {
+            let pool = &shared.pool;
+            let (rows, window) = replay_rows(pool, &TOPIC_STREAM, &topic, after, limit).await?;
             let items = rows
                 .iter()
                 .map(|row| {
@@ -324,11 +335,12 @@ impl Store for PgStore {
 
     async fn topic_seq(&self, topic: &str) -> Result<i64, StoreError> {
         let topic = topic.to_string();
-        self.run(|pool, _| async move {
+        self.run(|shared| async move {
+            let pool = &shared.pool;
             Ok(
                 sqlx::query_scalar("SELECT last_seq FROM topic_state WHERE topic = $1")
                     .bind(topic)
-                    .fetch_optional(&pool)
+                    .fetch_optional(pool)
                     .await?
                     .unwrap_or(0),
             )
@@ -344,7 +356,8 @@ impl Store for PgStore {
         unread_only: bool,
     ) -> Result<Vec<Notification>, StoreError> {
         let user = user.to_string();
-        self.run(|pool, _| async move {
+        self.run(|shared| async move {
+            let pool = &shared.pool;
             let unread_clause = if unread_only { "AND NOT read" } else { "" };
             let rows = sqlx::query(&format!(
                 "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
@@ -353,7 +366,7 @@ impl Store for PgStore {
             .bind(user)
             .bind(before.unwrap_or(i64::MAX))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&pool)
+            .fetch_all(pool)
             .await?;
             Ok(rows
                 .iter()
@@ -365,14 +378,15 @@ impl Store for PgStore {
 
     async fn idempotency(&self, key: &str) -> Result<Option<StoredIdempotency>, StoreError> {
         let key = key.to_string();
-        self.run(|pool, _| async move {
+        self.run(|shared| async move {
+            let pool = &shared.pool;
             let row = sqlx::query(
                 "SELECT body_hash, ids, recipients, online_sessions FROM idempotency_keys \
                  WHERE key = $1 AND expires_at > $2",
             )
             .bind(key)
             .bind(now_millis())
-            .fetch_optional(&pool)
+            .fetch_optional(pool)
             .await?;
             let Some(row) = row else { return Ok(None) };
             let ids: String = row.try_get(1)?;
@@ -389,15 +403,14 @@ impl Store for PgStore {
     }
 
     async fn prune(&self, policy: RetentionPolicy) -> Result<PruneReport, StoreError> {
-        self.run(|pool, sequencer| async move {
-            writes::retrying(|| writes::prune(&pool, &sequencer, policy)).await
-        })
-        .await
+        self.run(|shared| async move { writes::retrying(|| writes::prune(&shared, policy)).await })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|pool, _| async move {
-            sqlx::query("SELECT 1").execute(&pool).await?;
+        self.run(|shared| async move {
+            let pool = &shared.pool;
+            sqlx::query("SELECT 1").execute(pool).await?;
             Ok(())
         })
         .await

@@ -6,12 +6,11 @@
 //! SQLite.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::time::Instant;
 
-use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 
-use super::sequencer::Sequencer;
+use super::Shared;
 use crate::model::now_millis;
 use crate::store::plan::{PublishPlan, Streams};
 use crate::store::{
@@ -50,15 +49,23 @@ where
     }
 }
 
-/// Commits `tx` and hands `changes` to the listener in this node's commit order.
+/// Commits `tx` (begun at `started`) and hands `changes` to the listener in this node's
+/// commit order.
 async fn commit(
+    shared: &Shared,
     tx: Transaction<'_, Postgres>,
-    sequencer: &Arc<Sequencer>,
+    started: Instant,
     changes: Vec<Change>,
 ) -> Result<(), StoreError> {
     // Every lock is held now: this transaction's place in the order is fixed.
-    let ticket = sequencer.ticket();
-    match tx.commit().await {
+    let ticket = shared.sequencer.ticket();
+    let committed = tx.commit().await;
+    let metrics = &shared.metrics;
+    metrics.commit_batch.observe(1.0);
+    metrics
+        .commit_duration
+        .observe(started.elapsed().as_secs_f64());
+    match committed {
         Ok(()) => {
             ticket.finish(Some(changes)).await;
             Ok(())
@@ -95,12 +102,12 @@ async fn advance(
 
 /// Stores one publish in one transaction.
 pub async fn publish(
-    pool: &PgPool,
-    sequencer: &Arc<Sequencer>,
+    shared: &Shared,
     request: &PublishRequest,
 ) -> Result<PublishOutcome, StoreError> {
     let now = now_millis();
-    let mut tx = pool.begin().await?;
+    let started = Instant::now();
+    let mut tx = shared.pool.begin().await?;
     if let Some(record) = &request.idempotency {
         // Claims the key, or replaces an expired record. A publish with the same key on any
         // node waits here until this one commits, then finds the key taken.
@@ -210,18 +217,18 @@ pub async fn publish(
         .execute(&mut *tx)
         .await?;
     }
-    commit(tx, sequencer, changes).await?;
+    commit(shared, tx, started, changes).await?;
     Ok(outcome)
 }
 
 /// Marks notifications read and returns the user's new unread count.
 pub async fn mark_read(
-    pool: &PgPool,
-    sequencer: &Arc<Sequencer>,
+    shared: &Shared,
     user: &str,
     selector: &ReadSelector,
 ) -> Result<i64, StoreError> {
-    let mut tx = pool.begin().await?;
+    let started = Instant::now();
+    let mut tx = shared.pool.begin().await?;
     // The badge row first, as a publish takes it: then the notification rows.
     let locked: Option<i64> =
         sqlx::query_scalar("SELECT unread FROM user_state WHERE user_id = $1 FOR UPDATE")
@@ -263,18 +270,16 @@ pub async fn mark_read(
         user: user.to_string(),
         unread,
     };
-    commit(tx, sequencer, vec![change]).await?;
+    commit(shared, tx, started, vec![change]).await?;
     Ok(unread)
 }
 
 /// Removes what retention allows; lowers the badges of users whose unread notifications go.
 /// Notifications (with their badges), broadcasts and idempotency keys go in three
 /// transactions, so none holds locks of another kind while it waits.
-pub async fn prune(
-    pool: &PgPool,
-    sequencer: &Arc<Sequencer>,
-    policy: RetentionPolicy,
-) -> Result<PruneReport, StoreError> {
+pub async fn prune(shared: &Shared, policy: RetentionPolicy) -> Result<PruneReport, StoreError> {
+    let started = Instant::now();
+    let pool = &shared.pool;
     let mut tx = pool.begin().await?;
     let cutoff = policy.notifications_before;
     // The badge rows first, in user order, as publishes take them.
@@ -308,7 +313,7 @@ pub async fn prune(
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    commit(tx, sequencer, changes).await?;
+    commit(shared, tx, started, changes).await?;
     let broadcasts = sqlx::query("DELETE FROM broadcasts WHERE created_at < $1")
         .bind(policy.broadcasts_before)
         .execute(pool)

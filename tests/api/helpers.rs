@@ -48,6 +48,9 @@ pub fn postgres_url(server: &str, database: &str) -> String {
     format!("{}/{database}", &server[..authority_end])
 }
 
+/// The machine's PostgreSQL (scripts/deps/postgres.sh starts it).
+pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
+
 /// Test databases older than this, or whose test process is gone, are dropped by the next
 /// run's sweep (a run that died, and the daemon tests' databases, leave them behind).
 const SWEEP_AFTER_SECS: u64 = 3600;
@@ -165,6 +168,18 @@ impl TestDatabase {
         }
     }
 
+    /// A fresh database on the PostgreSQL server of `INFORMD_TEST_POSTGRES`, or on the
+    /// machine's (`postgres://postgres@127.0.0.1:5432`) when the suite runs on SQLite: for
+    /// the tests that are about PostgreSQL itself.
+    pub fn postgres() -> TestDatabase {
+        let server = postgres_server().unwrap_or_else(|| DEFAULT_POSTGRES.to_string());
+        let name = create_postgres_database(&server);
+        TestDatabase {
+            url: postgres_url(&server, &name),
+            postgres: Some((server, name)),
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.postgres.is_some()
     }
@@ -251,6 +266,14 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .expect("test database"),
     );
+    let mut config = test_config(Path::new(&database.url));
+    adjust(&mut config);
+    start(config, database, dir).await
+}
+
+/// Starts a server on `database` (shared with other nodes, if they use it too).
+pub async fn spawn_on(database: Arc<TestDatabase>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(TempDir::new().expect("temp dir"));
     let mut config = test_config(Path::new(&database.url));
     adjust(&mut config);
     start(config, database, dir).await

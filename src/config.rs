@@ -62,21 +62,41 @@ pub const TYPED_KEYS: &[&str] = &[
     "demo",
 ];
 
-/// A URL for the log: its password, if any, replaced by `***`
-/// (`redis://:***@host:6379`, `postgres://informd:***@db/informd`).
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+/// A database or broker URL for a log line or an error: its password (in the authority or as
+/// a `password=` parameter) replaced by `***` (`redis://:***@host:6379`); a file path is
+/// shown as it is.
+pub fn redact_url(database: &str) -> String {
+    let Some((scheme, rest)) = database.split_once("://") else {
+        return database.to_string();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
+    let (authority, tail) = match rest.find(['/', '?', '#']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
     };
-    let user = rest[..at]
-        .split_once(':')
-        .map_or(&rest[..at], |(user, _)| user);
-    let password = if rest[..at].contains(':') { ":***" } else { "" };
-    format!("{scheme}://{user}{password}@{}", &rest[at + 1..])
+    // The last `@` ends the user information: a password may itself hold an `@`.
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Refuses `allowed_origins` entries that can never equal a browser's `Origin` (no scheme, a

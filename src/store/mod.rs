@@ -10,6 +10,9 @@
 //!   order, before answering the caller: that is how live delivery stays in `seq` order.
 
 mod counted;
+mod plan;
+mod postgres;
+mod replay;
 mod sqlite;
 
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use async_trait::async_trait;
 use crate::metrics::Metrics;
 use crate::model::{Broadcast, EventInput, Notification};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Something that changed in a committed transaction and must reach live sessions.
@@ -146,6 +150,12 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("the store is shut down")]
     Closed,
+    /// The `database` setting names a kind of database informd does not speak.
+    #[error(
+        "database URL scheme {0}:// is not supported; use a sqlite: URL or a file path \
+         (SQLite), or a postgres:// or postgresql:// URL (PostgreSQL)"
+    )]
+    UnsupportedScheme(String),
     /// The database file's directory is missing and cannot be made.
     #[error("cannot create the database directory {}: {source}", path.display())]
     Directory {
@@ -196,30 +206,102 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Refuses databases this build cannot serve, with a message that says so.
-fn check_supported(database: &str) -> Result<(), StoreError> {
-    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
-        return Err(StoreError::Database(sqlx::Error::Configuration(
-            "PostgreSQL support is not built yet; use a sqlite: database".into(),
-        )));
-    }
-    Ok(())
+/// Which database a `database` setting names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A `sqlite:` URL or a plain file path.
+    Sqlite,
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres,
 }
 
-/// Opens the store named by `database` (a `sqlite:` URL or a file path) and migrates it; its
-/// operations are counted into `metrics`.
+impl Backend {
+    /// The backend for `database`; any other `scheme://` is refused, so that a typo or a
+    /// MySQL URL is not taken for a file name.
+    pub fn of(database: &str) -> Result<Backend, StoreError> {
+        let scheme = database
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("postgres" | "postgresql") => Ok(Backend::Postgres),
+            Some("sqlite") | None => Ok(Backend::Sqlite),
+            // Only the scheme is repeated: the rest may hold a password.
+            Some(scheme) => Err(StoreError::UnsupportedScheme(scheme.to_string())),
+        }
+    }
+}
+
+/// Opens the store named by `database` (a `sqlite:` URL, a file path, or a `postgres://` URL)
+/// and migrates it; its operations are counted into `metrics`.
 pub async fn open(
     database: &str,
     listener: Arc<dyn CommitListener>,
     metrics: Arc<Metrics>,
 ) -> Result<Arc<dyn Store>, StoreError> {
-    check_supported(database)?;
-    let store = SqliteStore::open(database, listener, metrics.clone()).await?;
-    Ok(Arc::new(counted::Counted::new(Arc::new(store), metrics)))
+    let store: Arc<dyn Store> = match Backend::of(database)? {
+        Backend::Sqlite => Arc::new(SqliteStore::open(database, listener, metrics.clone()).await?),
+        Backend::Postgres => Arc::new(PgStore::open(database, listener, metrics.clone()).await?),
+    };
+    Ok(Arc::new(counted::Counted::new(store, metrics)))
 }
 
 /// Applies the schema migrations without starting anything else (`informd migrate`).
 pub async fn migrate(database: &str) -> Result<(), StoreError> {
-    check_supported(database)?;
-    SqliteStore::migrate_only(database).await
+    match Backend::of(database)? {
+        Backend::Sqlite => SqliteStore::migrate_only(database).await,
+        Backend::Postgres => PgStore::migrate_only(database).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_never_described() {
+        let cases = [
+            (
+                "postgres://informd:s3cret@db.example:5432/informd",
+                "postgres://informd:***@db.example:5432/informd",
+            ),
+            ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgres://h/db?user=u&password=s3cret&sslmode=require",
+                "postgres://h/db?user=u&password=***&sslmode=require",
+            ),
+            ("postgres://u:s3cret@h", "postgres://u:***@h"),
+            ("sqlite://informd.db", "sqlite://informd.db"),
+            ("data/informd.db", "data/informd.db"),
+        ];
+        for (database, shown) in cases {
+            assert_eq!(crate::config::redact_url(database), shown);
+        }
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused_naming_the_supported_ones() {
+        assert_eq!(Backend::of("postgres://h/db").ok(), Some(Backend::Postgres));
+        assert_eq!(
+            Backend::of("PostgreSQL://h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::of("sqlite://x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(Backend::of("sqlite:x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::of("/var/lib/informd.db").ok(),
+            Some(Backend::Sqlite)
+        );
+        let refused = Backend::of("mysql://root:hunter2@h/db")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains("mysql://"), "{refused}");
+        assert!(!refused.contains("hunter2"), "{refused}");
+        assert!(
+            refused.contains("postgres://") && refused.contains("sqlite:"),
+            "{refused}"
+        );
+        assert!(!refused.contains('\n'));
+    }
 }

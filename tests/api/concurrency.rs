@@ -86,7 +86,7 @@ async fn twenty_concurrent_publishers_keep_every_stream_gapless() {
             .await;
         let rows = app
             .count_rows(&format!(
-                "SELECT count(*) FROM notifications WHERE user_id = '{user}' AND read = 0"
+                "SELECT count(*) FROM notifications WHERE user_id = '{user}' AND NOT read"
             ))
             .await;
         assert_eq!((unread_in_db, rows), (total, total));

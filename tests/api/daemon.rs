@@ -22,6 +22,36 @@ pub struct Daemon {
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The sockets (as `socket:[inode]`) of `pid`'s TCP connections to the PostgreSQL server
+/// the suite runs on; none on SQLite.
+fn database_sockets(pid: u32) -> std::collections::HashSet<String> {
+    let Some(server) = crate::helpers::postgres_server() else {
+        return Default::default();
+    };
+    let port = server
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit('@').next())
+        .and_then(|host| host.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .unwrap_or(5432);
+    let remote_port = format!(":{port:04X}");
+    let mut sockets = std::collections::HashSet::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 9 && fields[2].ends_with(&remote_port) {
+                sockets.insert(format!("socket:[{}]", fields[9]));
+            }
+        }
+    }
+    sockets
+}
+
 pub fn informd(dir: &Path) -> Command {
     let mut command = Command::new(BINARY);
     command.current_dir(dir);
@@ -36,7 +66,7 @@ pub fn informd(dir: &Path) -> Command {
 pub fn configured(dir: &Path) -> Command {
     let mut command = informd(dir);
     command
-        .env("INFORMD_DATABASE", dir.join("informd.db"))
+        .env("INFORMD_DATABASE", crate::helpers::database_for_dir(dir))
         .env("INFORMD_JWT_SECRET", JWT_SECRET)
         .env("INFORMD_PUBLISH_KEYS", format!("other-key,{PUBLISH_KEY}"));
     command
@@ -104,14 +134,18 @@ impl Daemon {
     }
 
     /// Sockets the process holds now: its listener and its connections. (Its other
-    /// descriptors, the database files above all, come and go with the connection pool.)
+    /// descriptors, the database files above all, come and go with the connection pool; so
+    /// do its connections to PostgreSQL, which are not counted either.)
     pub fn open_sockets(&self) -> usize {
         let Ok(dir) = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())) else {
             return 0;
         };
+        let database = database_sockets(self.child.id());
         dir.filter_map(Result::ok)
             .filter_map(|entry| std::fs::read_link(entry.path()).ok())
-            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .map(|target| target.to_string_lossy().into_owned())
+            .filter(|target| target.starts_with("socket:"))
+            .filter(|target| !database.contains(target))
             .count()
     }
 

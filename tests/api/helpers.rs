@@ -1,9 +1,15 @@
 //! `spawn_app()` and typed helpers: mint a token, publish, open a socket, await the next frame
 //! of a type with a timeout. Tests wait for frames; they never sleep and hope.
+//!
+//! The database: a fresh SQLite file per test, or, when `INFORMD_TEST_POSTGRES` names a
+//! PostgreSQL server (`postgres://postgres@127.0.0.1:5432`), a fresh database on it per test
+//! ([`TestDatabase`]). The whole suite runs once per backend.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use informd::config::Config;
@@ -22,11 +28,211 @@ pub const PUBLISH_KEY: &str = "test-publish-key";
 /// How long a test waits for a frame that should come.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Names the PostgreSQL server the suite runs on instead of SQLite.
+pub const POSTGRES_ENV: &str = "INFORMD_TEST_POSTGRES";
+
+/// The PostgreSQL server the suite runs on, if it runs on PostgreSQL.
+pub fn postgres_server() -> Option<String> {
+    std::env::var(POSTGRES_ENV)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// `server` (a PostgreSQL URL) with its database replaced by `database`.
+pub fn postgres_url(server: &str, database: &str) -> String {
+    let authority_end = server
+        .find("://")
+        .map(|at| at + 3)
+        .and_then(|start| server[start..].find(['/', '?']).map(|end| start + end))
+        .unwrap_or(server.len());
+    format!("{}/{database}", &server[..authority_end])
+}
+
+/// The machine's PostgreSQL (scripts/deps/postgres.sh starts it).
+pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// Test databases older than this, or whose test process is gone, are dropped by the next
+/// run's sweep (a run that died, and the daemon tests' databases, leave them behind).
+const SWEEP_AFTER_SECS: u64 = 3600;
+
+/// Runs `work` against the `postgres` database of `server`, on a thread and runtime of its
+/// own, so that it can be called from sync code and from inside a test's runtime alike.
+pub fn postgres_admin(server: &str, work: impl FnOnce(&mut Vec<String>) + Send + 'static) {
+    let admin = postgres_url(server, "postgres");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("{POSTGRES_ENV}: cannot connect to PostgreSQL: {e}; run scripts/deps/postgres.sh")
+                });
+            let mut statements = Vec::new();
+            work(&mut statements);
+            for statement in statements {
+                sqlx::query(&statement)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+            conn.close().await.ok();
+        });
+    })
+    .join()
+    .expect("PostgreSQL admin thread");
+}
+
+/// Drops the test databases that earlier runs left behind (once per process).
+fn sweep(server: &str) {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    let server = server.to_string();
+    SWEPT.call_once(move || {
+        let admin = postgres_url(&server, "postgres");
+        let old: Vec<String> = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                use sqlx::Connection;
+                let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
+                    return Vec::new();
+                };
+                let names: Vec<String> = sqlx::query_scalar(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'informd\\_test\\_%'",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
+                names
+            })
+        })
+        .join()
+        .unwrap_or_default();
+        let now = unix_secs();
+        let stale: Vec<String> = old
+            .into_iter()
+            .filter(|name| {
+                // informd_test_{created}_{pid}_{n}: stale once its process is gone, or old.
+                let mut parts = name.split('_').skip(2).map(|p| p.parse::<u64>().ok());
+                let (created, pid) = (parts.next().flatten(), parts.next().flatten());
+                let gone = pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                gone || created.is_some_and(|created| created + SWEEP_AFTER_SECS < now)
+            })
+            .collect();
+        if !stale.is_empty() {
+            postgres_admin(&server, move |statements| {
+                for name in stale {
+                    statements.push(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+                }
+            });
+        }
+    });
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The database of one test: a SQLite file in the test's directory, or a fresh PostgreSQL
+/// database, dropped when the last app using it goes.
+pub struct TestDatabase {
+    /// What `database` is set to.
+    pub url: String,
+    /// The PostgreSQL server and database name, to drop it.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// A fresh database for a test whose files go in `dir`.
+    pub fn fresh(dir: &Path) -> TestDatabase {
+        match postgres_server() {
+            None => TestDatabase {
+                url: dir.join("informd.db").display().to_string(),
+                postgres: None,
+            },
+            Some(server) => {
+                let name = create_postgres_database(&server);
+                TestDatabase {
+                    url: postgres_url(&server, &name),
+                    postgres: Some((server, name)),
+                }
+            }
+        }
+    }
+
+    /// A fresh database on the PostgreSQL server of `INFORMD_TEST_POSTGRES`, or on the
+    /// machine's (`postgres://postgres@127.0.0.1:5432`) when the suite runs on SQLite: for
+    /// the tests that are about PostgreSQL itself.
+    pub fn postgres() -> TestDatabase {
+        let server = postgres_server().unwrap_or_else(|| DEFAULT_POSTGRES.to_string());
+        let name = create_postgres_database(&server);
+        TestDatabase {
+            url: postgres_url(&server, &name),
+            postgres: Some((server, name)),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+}
+
+/// Creates a uniquely named empty database on `server` and returns its name.
+pub fn create_postgres_database(server: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    sweep(server);
+    let name = format!(
+        "informd_test_{}_{}_{}",
+        unix_secs(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let created = name.clone();
+    postgres_admin(server, move |statements| {
+        statements.push(format!("CREATE DATABASE \"{created}\""));
+    });
+    name
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((server, name)) = self.postgres.take() {
+            // FORCE: the app may still be closing its connections.
+            postgres_admin(&server, move |statements| {
+                statements.push(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+            });
+        }
+    }
+}
+
+/// The database `daemon::configured` gives the process started in `dir`: every command of
+/// one test (mint, serve, publish, restart) shares it. PostgreSQL ones are left to the sweep.
+pub fn database_for_dir(dir: &Path) -> String {
+    static BY_DIR: Mutex<Option<HashMap<PathBuf, String>>> = Mutex::new(None);
+    let Some(server) = postgres_server() else {
+        return dir.join("informd.db").display().to_string();
+    };
+    let mut known = BY_DIR.lock().unwrap_or_else(|e| e.into_inner());
+    known
+        .get_or_insert_with(HashMap::new)
+        .entry(dir.to_path_buf())
+        .or_insert_with(|| postgres_url(&server, &create_postgres_database(&server)))
+        .clone()
+}
+
 /// A running server on its own thread and actix system.
 pub struct TestApp {
     pub port: u16,
     pub config: Config,
-    pub db_path: PathBuf,
+    pub database: Arc<TestDatabase>,
     pub http: reqwest::Client,
     stopper: Stopper,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -52,27 +258,42 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = Arc::new(TempDir::new().expect("temp dir"));
-    let db_path = dir.path().join("informd.db");
-    let mut config = test_config(&db_path);
+    let database = Arc::new(
+        tokio::task::spawn_blocking({
+            let path = dir.path().to_path_buf();
+            move || TestDatabase::fresh(&path)
+        })
+        .await
+        .expect("test database"),
+    );
+    let mut config = test_config(Path::new(&database.url));
     adjust(&mut config);
-    start(config, db_path, dir).await
+    start(config, database, dir).await
 }
 
-/// Starts a second server on the same database file while `first` keeps running: another
-/// node, without a broker between the two.
+/// Starts a server on `database` (shared with other nodes, if they use it too).
+pub async fn spawn_on(database: Arc<TestDatabase>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(TempDir::new().expect("temp dir"));
+    let mut config = test_config(Path::new(&database.url));
+    adjust(&mut config);
+    start(config, database, dir).await
+}
+
+/// Starts a second server on the same database while `first` keeps running: another node,
+/// without a broker between the two.
 pub async fn second_node(first: &TestApp) -> TestApp {
     let mut config = first.config.clone();
     config.listen = "127.0.0.1:0".into();
-    start(config, first.db_path.clone(), first._dir.clone()).await
+    start(config, first.database.clone(), first._dir.clone()).await
 }
 
 /// Starts a server on the database of `previous` (which must be stopped).
 pub async fn restart(previous: TestApp) -> TestApp {
-    let (config, db_path, dir) = previous.stop_keep_files();
-    start(config, db_path, dir).await
+    let (config, database, dir) = previous.stop_keep_files();
+    start(config, database, dir).await
 }
 
-async fn start(config: Config, db_path: PathBuf, dir: Arc<TempDir>) -> TestApp {
+async fn start(config: Config, database: Arc<TestDatabase>, dir: Arc<TempDir>) -> TestApp {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let app_config = config.clone();
     let thread = std::thread::spawn(move || {
@@ -90,7 +311,7 @@ async fn start(config: Config, db_path: PathBuf, dir: Arc<TempDir>) -> TestApp {
     TestApp {
         port,
         config,
-        db_path,
+        database,
         http: reqwest::Client::new(),
         stopper,
         thread: Some(thread),
@@ -170,19 +391,50 @@ impl TestApp {
             .expect("post")
     }
 
-    /// Counts rows straight from the database file (read-only).
+    /// Runs a query that answers one integer straight on the database (not through informd).
+    /// Write it portably: it runs on SQLite and on PostgreSQL (`NOT read`, not `read = 0`).
     pub async fn count_rows(&self, sql: &str) -> i64 {
         use sqlx::Connection;
-        let url = format!("sqlite://{}?mode=ro", self.db_path.display());
+        if self.database.is_postgres() {
+            let mut conn = sqlx::PgConnection::connect(&self.database.url)
+                .await
+                .expect("open db");
+            let n: Option<i64> = sqlx::query_scalar(sql)
+                .fetch_one(&mut conn)
+                .await
+                .expect("count");
+            conn.close().await.ok();
+            return n.unwrap_or(0);
+        }
+        let url = format!("sqlite://{}?mode=ro", self.database.url);
         let mut conn = sqlx::SqliteConnection::connect(&url)
             .await
             .expect("open db");
-        let n: i64 = sqlx::query_scalar(sql)
+        let n: Option<i64> = sqlx::query_scalar(sql)
             .fetch_one(&mut conn)
             .await
             .expect("count");
         conn.close().await.ok();
-        n
+        n.unwrap_or(0)
+    }
+
+    /// Runs a statement straight on the database, as an operator or a crash would.
+    pub async fn execute(&self, sql: &str) {
+        use sqlx::Connection;
+        if self.database.is_postgres() {
+            let mut conn = sqlx::PgConnection::connect(&self.database.url)
+                .await
+                .expect("open db");
+            sqlx::query(sql).execute(&mut conn).await.expect(sql);
+            conn.close().await.ok();
+            return;
+        }
+        let url = format!("sqlite://{}", self.database.url);
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("open db");
+        sqlx::query(sql).execute(&mut conn).await.expect(sql);
+        conn.close().await.ok();
     }
 
     fn shutdown(&mut self) {
@@ -192,9 +444,13 @@ impl TestApp {
         }
     }
 
-    fn stop_keep_files(mut self) -> (Config, PathBuf, Arc<TempDir>) {
+    fn stop_keep_files(mut self) -> (Config, Arc<TestDatabase>, Arc<TempDir>) {
         self.shutdown();
-        (self.config.clone(), self.db_path.clone(), self._dir.clone())
+        (
+            self.config.clone(),
+            self.database.clone(),
+            self._dir.clone(),
+        )
     }
 }
 
@@ -307,10 +563,16 @@ impl Client {
     }
 
     /// Collects the next `n` notification frames' seqs, asserting nothing else comes between.
+    /// The seqs of the next `n` notifications. Badge updates (`unread`) between them are
+    /// skipped: a session may send one after a replay.
     pub async fn notification_seqs(&mut self, n: usize) -> Vec<i64> {
         let mut seqs = Vec::with_capacity(n);
-        for _ in 0..n {
-            let frame = self.next_of_type("notification").await;
+        while seqs.len() < n {
+            let frame = self.next().await;
+            if frame["type"] == "unread" {
+                continue;
+            }
+            assert_eq!(frame["type"], "notification", "got {frame}");
             seqs.push(frame["notification"]["seq"].as_i64().expect("seq"));
         }
         seqs

@@ -146,7 +146,7 @@ async fn reading_by_ids_up_to_and_all_updates_the_badge_and_live_sessions() {
         .unwrap();
     assert_eq!(badge, json!({"unread": 0, "seq": 5}));
     assert_eq!(
-        app.count_rows("SELECT count(*) FROM notifications WHERE read = 0")
+        app.count_rows("SELECT count(*) FROM notifications WHERE NOT read")
             .await,
         0
     );

@@ -1,5 +1,6 @@
-//! Behaviour tests: each starts the real server on a random port with its own SQLite file and
-//! talks to it over real HTTP and WebSocket connections.
+//! Behaviour tests: each starts the real server on a random port with its own database (a
+//! SQLite file, or a fresh PostgreSQL database when `INFORMD_TEST_POSTGRES` is set) and talks
+//! to it over real HTTP and WebSocket connections.
 
 // A test that fails to set up should panic right there.
 #![allow(clippy::unwrap_used)]
@@ -16,6 +17,7 @@ mod inbox;
 mod lifecycle;
 mod metrics;
 mod operator;
+mod postgres;
 mod publish;
 mod redis;
 mod resume;

@@ -150,17 +150,8 @@ async fn pruned_history_is_reported_incomplete() {
         app.notify("1", "like").await;
     }
     // Simulate retention having removed the two oldest.
-    {
-        use sqlx::Connection;
-        let mut conn =
-            sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db_path.display()))
-                .await
-                .unwrap();
-        sqlx::query("DELETE FROM notifications WHERE seq <= 2")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
+    app.execute("DELETE FROM notifications WHERE seq <= 2")
+        .await;
     let (mut client, _) = app.connect_user("1", "&since=0").await;
     assert_eq!(client.notification_seqs(3).await, vec![3, 4, 5]);
     assert_eq!(client.next_of_type("resumed").await["complete"], false);

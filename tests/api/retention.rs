@@ -10,11 +10,7 @@ use crate::helpers::{restart, spawn_app_with, TestApp, PUBLISH_KEY};
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 async fn execute(app: &TestApp, sql: &str) {
-    use sqlx::Connection;
-    let url = format!("sqlite://{}", app.db_path.display());
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query(sql).execute(&mut conn).await.unwrap();
-    conn.close().await.unwrap();
+    app.execute(sql).await;
 }
 
 /// Polls `sql` until it returns `want` (retention runs in the background at start).

@@ -22,6 +22,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::replay::ReplayWindow;
 use super::{
     CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay,
     RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
@@ -176,26 +177,6 @@ fn notification_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Notification, 
     })
 }
 
-/// Which part of a stream a replay reads, given the stream's latest seq.
-struct ReplayWindow {
-    /// Read seqs greater than this.
-    after: i64,
-    /// Whether every missed event fits in the window.
-    whole: bool,
-}
-
-fn replay_window(after: i64, latest: i64, limit: u64) -> ReplayWindow {
-    let limit = limit as i64;
-    if latest - after > limit {
-        ReplayWindow {
-            after: latest - limit,
-            whole: false,
-        }
-    } else {
-        ReplayWindow { after, whole: true }
-    }
-}
-
 /// How to read one kind of stream for a replay.
 struct StreamQuery {
     /// The stream's latest seq, by key.
@@ -217,16 +198,15 @@ const TOPIC_STREAM: StreamQuery = StreamQuery {
 };
 
 impl SqliteStore {
-    /// The rows a replay after `after` sends, from one read snapshot; with a function telling,
-    /// from how many rows were found, whether the replay is complete; and the stream's latest
-    /// seq in that snapshot.
+    /// The rows a replay after `after` sends, from one read snapshot, and the window they were
+    /// read from (which tells whether they are complete).
     async fn replay_rows(
         &self,
         stream: &StreamQuery,
         key: &str,
         after: i64,
         limit: u64,
-    ) -> Result<(Vec<SqliteRow>, impl Fn(usize) -> bool, i64), StoreError> {
+    ) -> Result<(Vec<SqliteRow>, ReplayWindow), StoreError> {
         // One read transaction: the latest seq and the rows come from the same snapshot.
         let mut tx = self.readers.begin().await?;
         let latest: i64 = sqlx::query_scalar(stream.latest)
@@ -234,8 +214,8 @@ impl SqliteStore {
             .fetch_optional(&mut *tx)
             .await?
             .unwrap_or(0);
-        let window = replay_window(after, latest, limit);
-        let rows = if after >= latest {
+        let window = ReplayWindow::new(after, latest, limit);
+        let rows = if window.is_empty() {
             Vec::new()
         } else {
             sqlx::query(stream.rows)
@@ -245,11 +225,7 @@ impl SqliteStore {
                 .fetch_all(&mut *tx)
                 .await?
         };
-        // Complete when every missed event is there: none pruned, none beyond the window.
-        // A client claiming to be ahead of the stream (`after > latest`) must refetch.
-        let complete =
-            move |found: usize| after <= latest && window.whole && found as i64 == latest - after;
-        Ok((rows, complete, latest))
+        Ok((rows, window))
     }
 }
 
@@ -284,15 +260,15 @@ impl Store for SqliteStore {
         after: i64,
         limit: u64,
     ) -> Result<Replay<Notification>, StoreError> {
-        let (rows, complete, latest) = self.replay_rows(&USER_STREAM, user, after, limit).await?;
+        let (rows, window) = self.replay_rows(&USER_STREAM, user, after, limit).await?;
         let items = rows
             .iter()
             .map(notification_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Replay {
-            complete: complete(items.len()),
+            complete: window.complete(items.len()),
             items,
-            latest,
+            latest: window.latest,
         })
     }
 
@@ -302,7 +278,7 @@ impl Store for SqliteStore {
         after: i64,
         limit: u64,
     ) -> Result<Replay<Broadcast>, StoreError> {
-        let (rows, complete, latest) = self.replay_rows(&TOPIC_STREAM, topic, after, limit).await?;
+        let (rows, window) = self.replay_rows(&TOPIC_STREAM, topic, after, limit).await?;
         let items = rows
             .iter()
             .map(|row| {
@@ -316,9 +292,9 @@ impl Store for SqliteStore {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok(Replay {
-            complete: complete(items.len()),
+            complete: window.complete(items.len()),
             items,
-            latest,
+            latest: window.latest,
         })
     }
 
@@ -383,18 +359,5 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replay_window_keeps_the_newest_when_too_much_was_missed() {
-        let w = replay_window(10, 15, 100);
-        assert_eq!((w.after, w.whole), (10, true));
-        let w = replay_window(0, 5000, 1000);
-        assert_eq!((w.after, w.whole), (4000, false));
     }
 }

@@ -1,0 +1,332 @@
+//! The write transactions. Each takes its row locks in one order (the idempotency key, then
+//! user state rows sorted by user, then topic state rows sorted by topic, then the event
+//! rows), so two transactions never wait for each other in a cycle; should PostgreSQL still
+//! report a deadlock or a serialization failure, the transaction is run again ([`retrying`]).
+//! Which id, seq and badge each event gets is planned by [`crate::store::plan`], shared with
+//! SQLite.
+
+use std::future::Future;
+use std::time::Instant;
+
+use sqlx::{Postgres, Row, Transaction};
+
+use super::Shared;
+use crate::model::now_millis;
+use crate::store::plan::{PublishPlan, Streams};
+use crate::store::{
+    Change, PruneReport, PublishOutcome, PublishRequest, ReadSelector, RetentionPolicy, StoreError,
+};
+
+/// Times a transaction runs before a deadlock or serialization failure is given up on.
+const ATTEMPTS: u32 = 4;
+
+/// Whether PostgreSQL aborted the transaction only because of another one (deadlock
+/// detected, serialization failure), so that running it again will do.
+fn transient(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database(sqlx::Error::Database(e)) => {
+            matches!(e.code().as_deref(), Some("40P01" | "40001"))
+        }
+        _ => false,
+    }
+}
+
+/// Runs `transaction` until it commits, fails for good, or ran [`ATTEMPTS`] times.
+pub async fn retrying<T, F, Fut>(mut transaction: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match transaction().await {
+            Err(e) if transient(&e) && attempt < ATTEMPTS => {
+                log::debug!("store: transaction retried after: {e}");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Commits `tx` (begun at `started`) and hands `changes` to the listener in this node's
+/// commit order.
+async fn commit(
+    shared: &Shared,
+    tx: Transaction<'_, Postgres>,
+    started: Instant,
+    changes: Vec<Change>,
+) -> Result<(), StoreError> {
+    // Every lock is held now: this transaction's place in the order is fixed.
+    let ticket = shared.sequencer.ticket();
+    let committed = tx.commit().await;
+    let metrics = &shared.metrics;
+    metrics.commit_batch.observe(1.0);
+    metrics
+        .commit_duration
+        .observe(started.elapsed().as_secs_f64());
+    match committed {
+        Ok(()) => {
+            ticket.finish(Some(changes)).await;
+            Ok(())
+        }
+        Err(e) => {
+            ticket.finish(None).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Moves each stream forward by its count, taking the rows' locks in key order. `sql` reads
+/// keys (`$1`) and counts (`$2`) and returns `(key, last_seq, unread)`.
+async fn advance(
+    tx: &mut Transaction<'_, Postgres>,
+    sql: &str,
+    streams: &mut Streams<'_>,
+) -> Result<(), StoreError> {
+    if streams.is_empty() {
+        return Ok(());
+    }
+    let (keys, counts): (Vec<&str>, Vec<i64>) = streams.sorted_counts().into_iter().unzip();
+    let rows = sqlx::query(sql)
+        .bind(keys)
+        .bind(counts)
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in rows {
+        let key: String = row.try_get(0)?;
+        streams.moved_to(&key, row.try_get(1)?, row.try_get(2)?);
+    }
+    Ok(())
+}
+
+/// Stores one publish in one transaction.
+pub async fn publish(
+    shared: &Shared,
+    request: &PublishRequest,
+) -> Result<PublishOutcome, StoreError> {
+    let now = now_millis();
+    let started = Instant::now();
+    let mut tx = shared.pool.begin().await?;
+    if let Some(record) = &request.idempotency {
+        // Claims the key, or replaces an expired record. A publish with the same key on any
+        // node waits here until this one commits, then finds the key taken.
+        let claimed: Option<i32> = sqlx::query_scalar(
+            "INSERT INTO idempotency_keys \
+             (key, body_hash, ids, recipients, online_sessions, expires_at) \
+             VALUES ($1, $2, '[]', 0, 0, $3) \
+             ON CONFLICT (key) DO UPDATE SET body_hash = excluded.body_hash, ids = '[]', \
+             recipients = 0, online_sessions = 0, expires_at = excluded.expires_at \
+             WHERE idempotency_keys.expires_at <= $4 \
+             RETURNING 1",
+        )
+        .bind(&record.key)
+        .bind(&record.body_hash)
+        .bind(record.expires_at)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if claimed.is_none() {
+            return Err(StoreError::IdempotencyConflict); // dropping `tx` rolls back
+        }
+    }
+    let requests = [request];
+    let mut plan = PublishPlan::new(&requests, vec![true]);
+    advance(
+        &mut tx,
+        "INSERT INTO user_state (user_id, last_seq, unread) \
+         SELECT k, n, n FROM unnest($1::text[], $2::int8[]) AS s(k, n) ORDER BY k \
+         ON CONFLICT (user_id) DO UPDATE SET last_seq = user_state.last_seq + excluded.last_seq, \
+         unread = user_state.unread + excluded.unread \
+         RETURNING user_id, last_seq, unread",
+        &mut plan.users,
+    )
+    .await?;
+    advance(
+        &mut tx,
+        "INSERT INTO topic_state (topic, last_seq) \
+         SELECT k, n FROM unnest($1::text[], $2::int8[]) AS s(k, n) ORDER BY k \
+         ON CONFLICT (topic) DO UPDATE SET last_seq = topic_state.last_seq + excluded.last_seq \
+         RETURNING topic, last_seq, 0::int8",
+        &mut plan.topics,
+    )
+    .await?;
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT nextval('event_ids') FROM generate_series(1, $1)")
+            .bind(plan.id_count())
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut changes = Vec::new();
+    let assigned = plan.assign(ids.into_iter(), now, &mut changes)?;
+    let notifications = &assigned.notifications;
+    if !notifications.is_empty() {
+        sqlx::query(
+            "INSERT INTO notifications (id, user_id, seq, kind, actor, subject, data, created_at) \
+             SELECT i, u, s, k, a, b, d, $8 \
+             FROM unnest($1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[], \
+                         $6::text[], $7::text[]) AS r(i, u, s, k, a, b, d)",
+        )
+        .bind(notifications.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|r| r.user).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|r| r.kind).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|r| r.actor).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|r| r.subject).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|r| r.data).collect::<Vec<_>>())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let broadcasts = &assigned.broadcasts;
+    if !broadcasts.is_empty() {
+        sqlx::query(
+            "INSERT INTO broadcasts (id, topic, seq, data, created_at) \
+             SELECT i, t, s, d, $5 \
+             FROM unnest($1::int8[], $2::text[], $3::int8[], $4::text[]) AS r(i, t, s, d)",
+        )
+        .bind(broadcasts.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(broadcasts.iter().map(|r| r.topic).collect::<Vec<_>>())
+        .bind(broadcasts.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(broadcasts.iter().map(|r| r.data).collect::<Vec<_>>())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        // Keep each topic's history bounded (its state row is locked by this transaction).
+        for (topic, up_to) in plan.history_cuts() {
+            sqlx::query("DELETE FROM broadcasts WHERE topic = $1 AND seq <= $2")
+                .bind(topic)
+                .bind(up_to)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let outcome = match assigned.results.into_iter().next() {
+        Some(result) => result?,
+        None => return Err(StoreError::Closed),
+    };
+    if let Some(record) = &request.idempotency {
+        let ids = serde_json::to_string(&outcome.ids).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "UPDATE idempotency_keys SET ids = $2, recipients = $3, online_sessions = $4 \
+             WHERE key = $1",
+        )
+        .bind(&record.key)
+        .bind(ids)
+        .bind(outcome.recipients as i64)
+        .bind(outcome.online_sessions as i64)
+        .execute(&mut *tx)
+        .await?;
+    }
+    commit(shared, tx, started, changes).await?;
+    Ok(outcome)
+}
+
+/// Marks notifications read and returns the user's new unread count.
+pub async fn mark_read(
+    shared: &Shared,
+    user: &str,
+    selector: &ReadSelector,
+) -> Result<i64, StoreError> {
+    let started = Instant::now();
+    let mut tx = shared.pool.begin().await?;
+    // The badge row first, as a publish takes it: then the notification rows.
+    let locked: Option<i64> =
+        sqlx::query_scalar("SELECT unread FROM user_state WHERE user_id = $1 FOR UPDATE")
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let marked = if locked.is_none() {
+        0 // no state row: the user never received anything
+    } else {
+        let update = "UPDATE notifications SET read = true WHERE user_id = $1 AND NOT read";
+        match selector {
+            ReadSelector::Ids(ids) => {
+                sqlx::query(&format!("{update} AND id = ANY($2::int8[])"))
+                    .bind(user)
+                    .bind(ids)
+                    .execute(&mut *tx)
+                    .await?
+            }
+            ReadSelector::UpTo(seq) => {
+                sqlx::query(&format!("{update} AND seq <= $2"))
+                    .bind(user)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?
+            }
+            ReadSelector::All => sqlx::query(update).bind(user).execute(&mut *tx).await?,
+        }
+        .rows_affected() as i64
+    };
+    let unread: Option<i64> = sqlx::query_scalar(
+        "UPDATE user_state SET unread = unread - $2 WHERE user_id = $1 RETURNING unread",
+    )
+    .bind(user)
+    .bind(marked)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let unread = unread.unwrap_or(0);
+    let change = Change::Unread {
+        user: user.to_string(),
+        unread,
+    };
+    commit(shared, tx, started, vec![change]).await?;
+    Ok(unread)
+}
+
+/// Removes what retention allows; lowers the badges of users whose unread notifications go.
+/// Notifications (with their badges), broadcasts and idempotency keys go in three
+/// transactions, so none holds locks of another kind while it waits.
+pub async fn prune(shared: &Shared, policy: RetentionPolicy) -> Result<PruneReport, StoreError> {
+    let started = Instant::now();
+    let pool = &shared.pool;
+    let mut tx = pool.begin().await?;
+    let cutoff = policy.notifications_before;
+    // The badge rows first, in user order, as publishes take them.
+    sqlx::query(
+        "SELECT 1 FROM user_state WHERE user_id IN ( \
+             SELECT DISTINCT user_id FROM notifications WHERE NOT read AND created_at < $1) \
+         ORDER BY user_id FOR UPDATE",
+    )
+    .bind(cutoff)
+    .execute(&mut *tx)
+    .await?;
+    let rows = sqlx::query(
+        "UPDATE user_state SET unread = user_state.unread - gone.n \
+         FROM (SELECT user_id, count(*) AS n FROM notifications \
+               WHERE NOT read AND created_at < $1 GROUP BY user_id) AS gone \
+         WHERE user_state.user_id = gone.user_id \
+         RETURNING user_state.user_id, user_state.unread",
+    )
+    .bind(cutoff)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut changes = Vec::with_capacity(rows.len());
+    for row in rows {
+        changes.push(Change::Unread {
+            user: row.try_get(0)?,
+            unread: row.try_get(1)?,
+        });
+    }
+    let notifications = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    commit(shared, tx, started, changes).await?;
+    let broadcasts = sqlx::query("DELETE FROM broadcasts WHERE created_at < $1")
+        .bind(policy.broadcasts_before)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    let idempotency_keys = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < $1")
+        .bind(policy.idempotency_before)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok(PruneReport {
+        notifications,
+        broadcasts,
+        idempotency_keys,
+    })
+}

@@ -1,0 +1,388 @@
+//! PostgreSQL itself: several nodes on one database, the migration lock, an outage, and what
+//! the operator sees. These run on the PostgreSQL of `INFORMD_TEST_POSTGRES`, else on the
+//! machine's (127.0.0.1:5432, which scripts/deps/postgres.sh starts), in both runs of the suite.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::daemon::{configured, informd, Daemon};
+use crate::helpers::{spawn_on, TestApp, TestDatabase, PUBLISH_KEY};
+
+/// Publishers in the concurrency test, split over two nodes.
+const PUBLISHERS: usize = 16;
+/// Publishes each of them makes.
+const PUBLISHES: usize = 20;
+const USERS: [&str; 4] = ["ann", "bob", "cy", "dee"];
+
+async fn fresh_postgres() -> Arc<TestDatabase> {
+    Arc::new(
+        tokio::task::spawn_blocking(TestDatabase::postgres)
+            .await
+            .expect("database"),
+    )
+}
+
+#[tokio::test]
+async fn sixteen_publishers_on_two_nodes_keep_seqs_gapless_and_badges_exact() {
+    let database = fresh_postgres().await;
+    let a = Arc::new(spawn_on(database.clone(), |_| {}).await);
+    let b = Arc::new(spawn_on(database.clone(), |_| {}).await);
+    let (mut client, _) = a.connect_user("ann", "").await;
+
+    let mut publishers = Vec::new();
+    for p in 0..PUBLISHERS {
+        let node = if p % 2 == 0 { a.clone() } else { b.clone() };
+        publishers.push(tokio::spawn(async move {
+            for i in 0..PUBLISHES {
+                // Every publish reaches two or three users, in varying order, and the topic.
+                let first = USERS[(p + i) % USERS.len()];
+                let to = match i % 3 {
+                    0 => json!(["ann", first, "dee"]),
+                    1 => json!([first, "ann"]),
+                    _ => json!(["ann", "bob", "cy"]),
+                };
+                let body = json!([
+                    {"to": to, "kind": "like", "data": {"p": p, "i": i}},
+                    {"topic": "article:1", "data": {"p": p, "i": i}},
+                ]);
+                node.publish_ok(&body).await;
+            }
+        }));
+    }
+    for publisher in publishers {
+        publisher.await.expect("publisher");
+    }
+
+    let total_for = |user: &str| -> i64 {
+        let mut n = 0;
+        for p in 0..PUBLISHERS {
+            for i in 0..PUBLISHES {
+                let first = USERS[(p + i) % USERS.len()];
+                let to: Vec<&str> = match i % 3 {
+                    0 => vec!["ann", first, "dee"],
+                    1 => vec![first, "ann"],
+                    _ => vec!["ann", "bob", "cy"],
+                };
+                // A recipient named twice gets the event once.
+                n += i64::from(to.contains(&user));
+            }
+        }
+        n
+    };
+    for user in USERS {
+        let total = total_for(user);
+        let rows = a
+            .count_rows(&format!(
+                "SELECT count(*) FROM notifications WHERE user_id = '{user}'"
+            ))
+            .await;
+        let distinct = a
+            .count_rows(&format!(
+                "SELECT count(DISTINCT seq) FROM notifications WHERE user_id = '{user}'"
+            ))
+            .await;
+        let (lowest, highest) = (
+            a.count_rows(&format!(
+                "SELECT min(seq) FROM notifications WHERE user_id = '{user}'"
+            ))
+            .await,
+            a.count_rows(&format!(
+                "SELECT max(seq) FROM notifications WHERE user_id = '{user}'"
+            ))
+            .await,
+        );
+        assert_eq!(
+            (rows, distinct, lowest, highest),
+            (total, total, 1, total),
+            "{user}: seqs are 1..={total} with no gap"
+        );
+        for node in [&a, &b] {
+            let badge: Value = node
+                .get_as(user, "/api/notifications/unread")
+                .await
+                .json()
+                .await
+                .expect("badge");
+            assert_eq!(badge, json!({"unread": total, "seq": total}), "{user}");
+        }
+    }
+    let broadcasts = (PUBLISHERS * PUBLISHES) as i64;
+    assert_eq!(
+        a.count_rows("SELECT count(DISTINCT seq) FROM broadcasts WHERE topic = 'article:1'")
+            .await,
+        broadcasts.min(a.config.topic_history_max as i64)
+    );
+    assert_eq!(
+        a.count_rows("SELECT max(seq) FROM broadcasts WHERE topic = 'article:1'")
+            .await,
+        broadcasts
+    );
+    assert_eq!(
+        a.count_rows("SELECT count(DISTINCT id) FROM notifications")
+            .await,
+        a.count_rows("SELECT count(*) FROM notifications").await
+    );
+
+    // A session on node A gets every notification once, in order: node B's commits reach it
+    // as gaps filled from the database.
+    a.notify("ann", "last").await;
+    let expected: Vec<i64> = (1..=total_for("ann") + 1).collect();
+    let got = client.notification_seqs(expected.len()).await;
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_holds_across_nodes() {
+    let database = fresh_postgres().await;
+    let a = spawn_on(database.clone(), |_| {}).await;
+    let b = spawn_on(database.clone(), |_| {}).await;
+    let send = |node: &TestApp, key: String| {
+        node.http
+            .post(node.url("/publish"))
+            .bearer_auth(PUBLISH_KEY)
+            .header("Idempotency-Key", key)
+            .json(&json!({"to": "ann", "kind": "like"}))
+            .send()
+    };
+    for round in 0..10 {
+        let key = format!("order-{round}");
+        let (first, second) = tokio::join!(send(&a, key.clone()), send(&b, key.clone()));
+        let mut ids = BTreeSet::new();
+        for answer in [first, second] {
+            let answer = answer.expect("publish");
+            let status = answer.status().as_u16();
+            let body: Value = answer.json().await.expect("json");
+            match status {
+                200 => {
+                    ids.insert(body["ids"].to_string());
+                }
+                // The other node was committing the same key at that moment.
+                409 => assert_eq!(body["error"]["code"], "idempotency_in_flight", "{body}"),
+                other => panic!("{key}: {other} {body}"),
+            }
+        }
+        assert!(ids.len() <= 1, "{key}: two outcomes {ids:?}");
+        // A repeat on either node answers the stored outcome.
+        let repeat: Value = send(&b, key.clone())
+            .await
+            .expect("repeat")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(repeat["duplicate"], true, "{repeat}");
+    }
+    assert_eq!(
+        a.count_rows("SELECT count(*) FROM notifications").await,
+        10,
+        "each key stored once"
+    );
+}
+
+#[tokio::test]
+async fn three_nodes_starting_at_once_migrate_once() {
+    let database = fresh_postgres().await;
+    let (a, b, c) = tokio::join!(
+        spawn_on(database.clone(), |_| {}),
+        spawn_on(database.clone(), |_| {}),
+        spawn_on(database.clone(), |_| {})
+    );
+    for node in [&a, &b, &c] {
+        node.notify("ann", "like").await;
+    }
+    assert_eq!(
+        a.count_rows("SELECT count(*) FROM _sqlx_migrations WHERE success")
+            .await,
+        std::fs::read_dir("migrations/postgres")
+            .expect("migrations")
+            .count() as i64
+    );
+    assert_eq!(c.count_rows("SELECT max(seq) FROM notifications").await, 3);
+}
+
+/// A TCP proxy in front of PostgreSQL that the test can cut (every connection through it
+/// dropped, new ones closed at once) and mend, as a network or a database failing would.
+struct CuttableProxy {
+    port: u16,
+    cut: watch::Sender<bool>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: (String, u16)) -> CuttableProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let (cut, watching) = watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *watching.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                let mut watching = watching.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watching.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        CuttableProxy { port, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+/// Host and port of a `postgres://` URL.
+fn host_and_port(url: &str) -> (String, u16) {
+    let authority = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit('@').next())
+        .unwrap_or("127.0.0.1:5432");
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host.to_string(), port.parse().unwrap_or(5432)),
+        None => (authority.to_string(), 5432),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_database_answers_503_promptly_and_both_recover() {
+    let database = fresh_postgres().await;
+    let proxy = CuttableProxy::start(host_and_port(&database.url)).await;
+    let name = database.url.rsplit('/').next().expect("name").to_string();
+    let through_proxy = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
+    let app = spawn_on(database.clone(), |c| c.database = through_proxy).await;
+    app.notify("ann", "before").await;
+    let ready = |app: &TestApp| {
+        let request = app.http.get(app.url("/readyz")).send();
+        async move { request.await.expect("readyz").status().as_u16() }
+    };
+    assert_eq!(ready(&app).await, 200);
+
+    proxy.set_cut(true);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let answer = app.publish(&json!({"to": "ann", "kind": "during"})).await;
+        let status = answer.status().as_u16();
+        let body: Value = answer.json().await.expect("json");
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the publish took {:?}",
+            started.elapsed()
+        );
+        let started = Instant::now();
+        assert_eq!(ready(&app).await, 503);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    proxy.set_cut(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = app.publish(&json!({"to": "ann", "kind": "after"})).await;
+        if answer.status() == 200 && ready(&app).await == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not recovered: {}",
+            answer.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing from the outage half-written: the seqs go on without a gap.
+    let (mut client, _) = app.connect_user("ann", "&since=0").await;
+    let frames = app
+        .count_rows("SELECT count(*) FROM notifications WHERE user_id = 'ann'")
+        .await;
+    let seqs = client.notification_seqs(frames as usize).await;
+    assert_eq!(seqs, (1..=frames).collect::<Vec<_>>());
+    assert_eq!(client.next_of_type("resumed").await["complete"], true);
+}
+
+#[tokio::test]
+async fn database_passwords_are_never_printed() {
+    let database = fresh_postgres().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = "Sup3r-Secret-pw";
+    // Trust authentication ignores the password, so the URL works with one in it.
+    let url = database
+        .url
+        .replacen("://postgres@", &format!("://postgres:{secret}@"), 1);
+    assert!(url.contains(secret), "{url}");
+
+    let migrated = informd(dir.path())
+        .args(["migrate", "--database", &url])
+        .output()
+        .expect("informd migrate");
+    let said = String::from_utf8_lossy(&migrated.stdout).to_string()
+        + &String::from_utf8_lossy(&migrated.stderr);
+    assert!(migrated.status.success(), "{said}");
+    assert!(said.contains("postgres:***@"), "{said}");
+
+    let mut command = configured(dir.path());
+    command.env("INFORMD_DATABASE", &url);
+    let daemon = Daemon::start(command);
+    let listening = daemon
+        .wait_for_log("informd listening", Duration::from_secs(10))
+        .await
+        .expect("listening line");
+    assert!(
+        listening.contains("database postgres://postgres:***@"),
+        "{listening}"
+    );
+    daemon.terminate();
+    let (code, log) = daemon.exit_code().await;
+    assert_eq!(code, Some(0));
+
+    // Nor when the server cannot be reached, nor when the scheme is unknown.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let mut refusals = Vec::new();
+    for database in [
+        format!("postgres://postgres:{secret}@127.0.0.1:{port}/informd"),
+        format!("mysql://root:{secret}@127.0.0.1/informd"),
+    ] {
+        let output = configured(dir.path())
+            .env("INFORMD_DATABASE", &database)
+            .arg("serve")
+            .output()
+            .expect("informd serve");
+        assert!(!output.status.success());
+        refusals.push(String::from_utf8_lossy(&output.stderr).to_string());
+    }
+    let mysql = refusals[1].lines().last().unwrap_or_default().to_string();
+    assert!(
+        mysql.contains("mysql://")
+            && mysql.contains("sqlite:")
+            && mysql.contains("postgres://")
+            && mysql.contains("postgresql://"),
+        "{mysql}"
+    );
+    assert!(
+        refusals[0].contains("Connection refused"),
+        "{}",
+        refusals[0]
+    );
+    for text in log
+        .iter()
+        .map(String::as_str)
+        .chain([said.as_str()])
+        .chain(refusals.iter().map(String::as_str))
+    {
+        assert!(!text.contains(secret), "a password was printed: {text}");
+    }
+}

@@ -11,6 +11,7 @@ mod helpers;
 mod attacks;
 mod auth;
 mod browser_assets;
+mod cluster;
 mod concurrency;
 mod frontdoor;
 mod inbox;

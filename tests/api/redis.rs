@@ -10,13 +10,13 @@ use serde_json::json;
 use crate::helpers::{second_node, spawn_app_with, TestApp};
 
 /// A private `redis-server`, stopped when dropped.
-struct RedisServer {
+pub struct RedisServer {
     port: u16,
     child: Option<Child>,
 }
 
 impl RedisServer {
-    fn start() -> RedisServer {
+    pub fn start() -> RedisServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -27,7 +27,7 @@ impl RedisServer {
     }
 
     /// Starts (again) on the same port, and waits until it answers.
-    fn restart(&mut self) {
+    pub fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -43,14 +43,14 @@ impl RedisServer {
         }
     }
 
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }

@@ -384,10 +384,11 @@ fn caught_up(stored: &checker::Stored, client: &ClientLog) -> bool {
         }
         None => true,
     };
-    let topic_ok = client
-        .topic
-        .as_deref()
-        .is_none_or(|t| client.topic_log.contiguous() >= topic_last(t));
+    // A `match`, not `Option::is_none_or`, which needs a newer Rust than informd's 1.80.
+    let topic_ok = match client.topic.as_deref() {
+        Some(t) => client.topic_log.contiguous() >= topic_last(t),
+        None => true,
+    };
     user_ok && topic_ok && client.global.contiguous() >= topic_last("global")
 }
 

@@ -354,3 +354,42 @@ fn preview(seqs: &[i64]) -> String {
     };
     format!("[{}]{more}", shown.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gapless_means_exactly_one_to_last() {
+        assert!(gapless(&[], 0));
+        assert!(gapless(&[1, 2, 3], 3));
+        assert!(!gapless(&[1, 3], 3));
+        assert!(!gapless(&[1, 2], 3));
+        assert!(!gapless(&[2, 3], 2));
+    }
+
+    #[test]
+    fn an_acknowledged_publish_missing_or_stored_twice_fails() {
+        let mut stored = Stored::default();
+        stored
+            .notification_marks
+            .insert(("p0-1".into(), "soak-0".into()), vec![7, 8]);
+        let acks = [
+            Ack {
+                key: "p0-1".into(),
+                target: Target::Users(vec!["soak-0".into()]),
+                ids: vec![7],
+                duplicate: false,
+            },
+            Ack {
+                key: "p0-2".into(),
+                target: Target::Topic("global".into()),
+                ids: vec![9],
+                duplicate: false,
+            },
+        ];
+        let verdict = check(&stored, &acks, &[]);
+        assert_eq!((verdict.lost, verdict.doubled_stored), (2, 1));
+        assert!(!verdict.clean());
+    }
+}

@@ -271,3 +271,41 @@ pub type Logs = Vec<Arc<Mutex<ClientLog>>>;
 pub fn snapshot(logs: &Logs) -> Vec<ClientLog> {
     logs.iter().map(|l| lock(l).clone()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_may_not_send_at_or_below_since_nor_twice() {
+        let mut log = StreamLog::default();
+        let mut first = SessionStream::new(0, true);
+        for seq in 1..=3 {
+            first.receive(&mut log, seq);
+        }
+        first.receive(&mut log, 3);
+        assert_eq!(log.doubled, vec![3]);
+        let mut second = SessionStream::new(log.contiguous(), true);
+        second.receive(&mut log, 2);
+        assert_eq!(log.doubled, vec![3, 2]);
+        second.receive(&mut log, 5);
+        assert_eq!(log.out_of_order, vec![(3, 5)]);
+    }
+
+    #[test]
+    fn global_live_before_its_replay_is_not_a_double_but_may_be_asked_again() {
+        let mut log = StreamLog::default();
+        // Live 5 and 6, then the session ends before the replay of 1..=4 came.
+        let mut first = SessionStream::new(0, false);
+        first.receive(&mut log, 5);
+        first.receive(&mut log, 6);
+        assert_eq!(log.contiguous(), 0);
+        // The next session resumes from 0 and gets 5 and 6 again: asked for, not doubled.
+        let mut second = SessionStream::new(log.contiguous(), false);
+        for seq in 1..=6 {
+            second.receive(&mut log, seq);
+        }
+        assert!(log.doubled.is_empty() && log.out_of_order.is_empty());
+        assert_eq!((log.reasked, log.contiguous()), (2, 6));
+    }
+}

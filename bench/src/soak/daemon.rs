@@ -31,10 +31,22 @@ pub struct Daemon {
     pub slowest_restart: Duration,
 }
 
-/// Picks a loopback port that is free now (the daemon binds it with SO_REUSEADDR).
+/// Picks a loopback port that is free now, below the ephemeral range: while the daemon is
+/// down, a client's outgoing connection could otherwise be given its port (even connect to
+/// itself), and the restart would find the port taken. The daemon binds it with SO_REUSEADDR.
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 10_000.min(ephemeral_low.saturating_sub(1000));
+    for _ in 0..200 {
+        let port = fastrand::u16(low..ephemeral_low);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port below the ephemeral range {ephemeral_low}")
 }
 
 impl Daemon {

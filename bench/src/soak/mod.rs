@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use clients::{ClientLog, ClientSpec, Logs};
 use daemon::{Daemon, DaemonSpec};
-use publishers::{Load, PublishStats, Target};
+use publishers::{Load, Phase, PublishStats, Target};
 use readers::ReadStats;
 
 /// The soak's knobs.
@@ -65,6 +65,10 @@ pub struct SoakArgs {
     /// Seconds the clients get to catch up once the load stops.
     #[arg(long, default_value_t = 30)]
     pub settle: u64,
+    /// Every this many restarts, pause the load right after the restart, while the clients
+    /// resume, and check that every client caught up (badge included); 0: never.
+    #[arg(long, default_value_t = 3)]
+    pub checkpoint_every: u64,
     /// Directory for the database and the daemon's log (default: a new temp directory,
     /// removed after a clean run).
     #[arg(long)]
@@ -130,7 +134,7 @@ pub async fn run(secret: &str, key: &str, args: SoakArgs) -> anyhow::Result<bool
     eprintln!("soak: {} clients connected", logs.len());
 
     // The load.
-    let (stop_load, load_stop) = watch::channel(false);
+    let (load_phase, phase) = watch::channel(Phase::Run);
     let (give_up_tx, give_up) = watch::channel(false);
     let publish_stats = Arc::new(PublishStats::default());
     let read_stats = Arc::new(ReadStats::default());
@@ -146,7 +150,7 @@ pub async fn run(secret: &str, key: &str, args: SoakArgs) -> anyhow::Result<bool
                 url.clone(),
                 key.to_string(),
                 load.clone(),
-                load_stop.clone(),
+                phase.clone(),
                 give_up.clone(),
                 publish_stats.clone(),
             ))
@@ -159,7 +163,7 @@ pub async fn run(secret: &str, key: &str, args: SoakArgs) -> anyhow::Result<bool
                 secret.to_string(),
                 args.users.max(1),
                 Duration::from_millis(100),
-                load_stop.clone(),
+                phase.clone(),
                 read_stats.clone(),
             ))
         })
@@ -168,13 +172,10 @@ pub async fn run(secret: &str, key: &str, args: SoakArgs) -> anyhow::Result<bool
     // The crashes.
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let (low, high) = (args.kill_min_ms, args.kill_max_ms.max(args.kill_min_ms));
+    let (mut checkpoints, mut checkpoints_failed) = (0u64, 0u64);
     loop {
-        let wait = Duration::from_millis(fastrand::u64(low..=high));
-        if Instant::now() + wait >= deadline {
-            tokio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
-            break;
-        }
-        tokio::time::sleep(wait).await;
+        let at = (Instant::now() + Duration::from_millis(fastrand::u64(low..=high))).min(deadline);
+        tokio::time::sleep(at.saturating_duration_since(Instant::now())).await;
         daemon.kill_and_restart().await?;
         eprintln!(
             "soak: restart {} at {:.0} s ({} publishes acknowledged so far)",
@@ -182,10 +183,27 @@ pub async fn run(secret: &str, key: &str, args: SoakArgs) -> anyhow::Result<bool
             started.elapsed().as_secs_f64(),
             publish_stats.acked.load(Ordering::Relaxed)
         );
+        if at >= deadline {
+            break;
+        }
+        if args.checkpoint_every > 0 && daemon.restarts % args.checkpoint_every == 0 {
+            checkpoints += 1;
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=100))).await;
+            let _ = load_phase.send(Phase::Pause);
+            if !settle(&database, &logs, Duration::from_secs(args.settle)).await {
+                checkpoints_failed += 1;
+                report_behind(&database, &logs).await;
+            }
+            let _ = load_phase.send(Phase::Run);
+        }
     }
+    // The run ends on a crash: the load stops while every client resumes (publishes in hand
+    // are still being retried), so what a resume leaves behind (a badge, a doubled frame) is
+    // not covered up by later events and is still there for the check.
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=100))).await;
 
     // Stop the load; publishes in hand finish (the daemon is up now).
-    let _ = stop_load.send(true);
+    let _ = load_phase.send(Phase::Stop);
     let give_up_timer = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(30)).await;
         let _ = give_up_tx.send(true);
@@ -209,7 +227,10 @@ pub async fn run(secret: &str, key: &str, args: SoakArgs) -> anyhow::Result<bool
     let stored = checker::read(&database).await?;
     let clients = clients::snapshot(&logs);
     let verdict = checker::check(&stored, &acks, &clients);
-    let ok = verdict.clean() && caught_up && publish_stats.refused.load(Ordering::Relaxed) == 0;
+    let ok = verdict.clean()
+        && caught_up
+        && checkpoints_failed == 0
+        && publish_stats.refused.load(Ordering::Relaxed) == 0;
 
     let notification_acks = acks
         .iter()
@@ -236,6 +257,8 @@ pub async fn run(secret: &str, key: &str, args: SoakArgs) -> anyhow::Result<bool
         "client_deliveries": clients.iter().map(deliveries).sum::<u64>(),
         "global_reasked": clients.iter().map(|c| c.global.reasked).sum::<u64>(),
         "caught_up": caught_up,
+        "checkpoints": checkpoints,
+        "checkpoints_failed": checkpoints_failed,
         "verdict": verdict.to_json(),
     });
     print_figures(&summary);
@@ -328,6 +351,30 @@ async fn settle(database: &std::path::Path, logs: &Logs, timeout: Duration) -> b
     }
 }
 
+/// Says which clients are behind the database at a failed checkpoint.
+async fn report_behind(database: &std::path::Path, logs: &Logs) {
+    let Ok(stored) = checker::read(database).await else {
+        return;
+    };
+    for client in clients::snapshot(logs) {
+        if !caught_up(&stored, &client) {
+            let user = client.user.as_deref().unwrap_or("anonymous");
+            let stored_badge = client
+                .user
+                .as_ref()
+                .and_then(|u| stored.user_state.get(u))
+                .map(|s| s.1);
+            eprintln!(
+                "soak: FAIL checkpoint: {user} behind (has user seq {}, global {}, badge {:?}; \
+                 stored badge {stored_badge:?})",
+                client.notifications.contiguous(),
+                client.global.contiguous(),
+                client.badge
+            );
+        }
+    }
+}
+
 fn caught_up(stored: &checker::Stored, client: &ClientLog) -> bool {
     let topic_last = |t: &str| stored.topic_state.get(t).copied().unwrap_or(0);
     let user_ok = match &client.user {
@@ -337,10 +384,11 @@ fn caught_up(stored: &checker::Stored, client: &ClientLog) -> bool {
         }
         None => true,
     };
-    let topic_ok = client
-        .topic
-        .as_deref()
-        .is_none_or(|t| client.topic_log.contiguous() >= topic_last(t));
+    // A `match`, not `Option::is_none_or`, which needs a newer Rust than informd's 1.80.
+    let topic_ok = match client.topic.as_deref() {
+        Some(t) => client.topic_log.contiguous() >= topic_last(t),
+        None => true,
+    };
     user_ok && topic_ok && client.global.contiguous() >= topic_last("global")
 }
 

@@ -62,14 +62,39 @@ pub fn topic_name(k: usize) -> String {
     format!("article:soak-{k}")
 }
 
-/// One publisher: publishes until `stop`, then finishes the publish in hand (retrying until
+/// What the load should do now; the orchestrator pauses it for checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Run,
+    /// Finish the request in hand, then wait.
+    Pause,
+    Stop,
+}
+
+/// Waits while the load is paused; false once it is stopped.
+pub async fn may_run(phase: &mut watch::Receiver<Phase>) -> bool {
+    loop {
+        let now = *phase.borrow_and_update();
+        match now {
+            Phase::Run => return true,
+            Phase::Stop => return false,
+            Phase::Pause => {
+                if phase.changed().await.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// One publisher: publishes until the load stops, then finishes the publish in hand (retrying until
 /// it is acknowledged, or `give_up` fires) and returns its ledger.
 pub async fn publisher(
     index: usize,
     url: String,
     key: String,
     load: Load,
-    mut stop: watch::Receiver<bool>,
+    mut phase: watch::Receiver<Phase>,
     give_up: watch::Receiver<bool>,
     stats: Arc<PublishStats>,
 ) -> anyhow::Result<Vec<Ack>> {
@@ -80,7 +105,7 @@ pub async fn publisher(
     let endpoint = format!("{url}/publish");
     let mut ledger = Vec::new();
     let mut n = 0u64;
-    while !*stop.borrow() {
+    while may_run(&mut phase).await {
         n += 1;
         let idempotency = format!("p{index}-{n}");
         let (target, body) = next_event(&load, &idempotency);
@@ -101,7 +126,7 @@ pub async fn publisher(
         let pause = load.pause.mul_f64(0.5 + fastrand::f64());
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = stop.changed() => {}
+            _ = phase.changed() => {}
         }
     }
     Ok(ledger)

@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use super::publishers::user_name;
+use super::publishers::{may_run, user_name, Phase};
 use crate::clients::token;
 
 /// Counters of the REST readers.
@@ -22,20 +22,20 @@ pub struct ReadStats {
     pub failed: AtomicU64,
 }
 
-/// Marks notifications read via REST until `stop`.
+/// Marks notifications read via REST until the load stops.
 pub async fn reader(
     url: String,
     secret: String,
     users: usize,
     pause: Duration,
-    mut stop: watch::Receiver<bool>,
+    mut phase: watch::Receiver<Phase>,
     stats: Arc<ReadStats>,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .context("building the HTTP client")?;
-    while !*stop.borrow() {
+    while may_run(&mut phase).await {
         let user = user_name(fastrand::usize(0..users));
         let token = token(&secret, &user)?;
         match mark_some(&http, &url, &token).await {
@@ -49,7 +49,7 @@ pub async fn reader(
         }
         tokio::select! {
             _ = tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64())) => {}
-            _ = stop.changed() => {}
+            _ = phase.changed() => {}
         }
     }
     Ok(())

@@ -106,7 +106,12 @@ async fn publish_all(port: u16, fallback: u16, tag: &'static str, count: usize) 
         let body = json!({"to": USERS, "kind": "like", "data": {"tag": tag, "i": i}});
         let key = format!("{tag}-{i}");
         let mut target = port;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "publish {key} never acknowledged"
+            );
             let sent = http
                 .post(format!("http://127.0.0.1:{target}/publish"))
                 .bearer_auth(PUBLISH_KEY)
@@ -144,25 +149,50 @@ async fn badge(port: u16, user: &str) -> (i64, i64) {
     )
 }
 
+/// Three nodes, ready, with a client for every user on every node.
+struct Cluster {
+    nodes: Vec<Daemon>,
+    ports: Vec<u16>,
+    clients: Vec<Tracked>,
+    _redis: RedisServer,
+    _database: Arc<TestDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let database = fresh_postgres().await;
+        let redis = RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: Vec<Daemon> = (0..3)
+            .map(|_| node(dir.path(), &database.url, &redis))
+            .collect();
+        for n in &nodes {
+            wait_ready(n).await;
+        }
+        let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+        let mut clients = Vec::new();
+        for &port in &ports {
+            for user in USERS {
+                clients.push(Tracked::open(port, user).await);
+            }
+        }
+        Cluster {
+            nodes,
+            ports,
+            clients,
+            _redis: redis,
+            _database: database,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test]
 async fn three_nodes_deliver_every_notification_once_in_order() {
     const PER_NODE: usize = 30;
-    let database = fresh_postgres().await;
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let nodes: Vec<Daemon> = (0..3)
-        .map(|_| node(dir.path(), &database.url, &redis))
-        .collect();
-    for n in &nodes {
-        wait_ready(n).await;
-    }
-    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
-    let mut clients = Vec::new();
-    for &port in &ports {
-        for user in USERS {
-            clients.push(Tracked::open(port, user).await);
-        }
-    }
+    let mut cluster = Cluster::start().await;
+    let ports = cluster.ports.clone();
     let publishers: Vec<_> = ports
         .iter()
         .zip(["n0", "n1", "n2"])
@@ -172,7 +202,7 @@ async fn three_nodes_deliver_every_notification_once_in_order() {
         publisher.await.unwrap();
     }
     let total = 3 * PER_NODE;
-    for client in &mut clients {
+    for client in &mut cluster.clients {
         client.until(total, ports[0]).await;
         let expected: Vec<i64> = (1..=total as i64).collect();
         assert_eq!(client.seqs, expected, "{} missed or doubled", client.user);
@@ -185,22 +215,8 @@ async fn three_nodes_deliver_every_notification_once_in_order() {
 #[tokio::test]
 async fn a_node_killed_mid_stream_loses_its_clients_nothing() {
     const PER_NODE: usize = 100;
-    let database = fresh_postgres().await;
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<Daemon> = (0..3)
-        .map(|_| node(dir.path(), &database.url, &redis))
-        .collect();
-    for n in &nodes {
-        wait_ready(n).await;
-    }
-    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
-    let mut clients = Vec::new();
-    for &port in &ports {
-        for user in USERS {
-            clients.push(Tracked::open(port, user).await);
-        }
-    }
+    let mut cluster = Cluster::start().await;
+    let ports = cluster.ports.clone();
     // Publishers on every node; the one on the node that dies moves to the first.
     let publishers: Vec<_> = ports
         .iter()
@@ -208,8 +224,8 @@ async fn a_node_killed_mid_stream_loses_its_clients_nothing() {
         .map(|(&port, tag)| tokio::spawn(publish_all(port, ports[0], tag, PER_NODE)))
         .collect();
     // Mid-stream: the first notifications are arriving.
-    clients[0].until(15, ports[0]).await;
-    nodes[2].child.kill().expect("SIGKILL");
+    cluster.clients[0].until(15, ports[0]).await;
+    cluster.nodes[2].child.kill().expect("SIGKILL");
     let mut failed = Vec::new();
     for publisher in publishers {
         failed.push(publisher.await.unwrap());
@@ -225,10 +241,9 @@ async fn a_node_killed_mid_stream_loses_its_clients_nothing() {
         (total as i64, total as i64),
         "stored once each"
     );
-    for client in &mut clients {
+    for client in &mut cluster.clients {
         client.until(total, ports[0]).await;
         let expected: Vec<i64> = (1..=total as i64).collect();
         assert_eq!(client.seqs, expected, "{} missed or doubled", client.user);
     }
-    drop(nodes);
 }

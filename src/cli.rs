@@ -124,10 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let overrides: Vec<_> = args.database.map(|d| ("database", d)).into_iter().collect();
             let config = Config::load(cli.config.as_deref(), &overrides)?;
             runtime()?.block_on(crate::store::migrate(&config.database))?;
-            println!(
-                "migrated {}",
-                crate::store::describe_database(&config.database)
-            );
+            println!("migrated {}", crate::config::redact_url(&config.database));
             Ok(())
         }
         Command::Token(args) => {

@@ -36,6 +36,7 @@ pub const TEXT_KEYS: &[&str] = &[
     "topic_prefixes",
     "metrics_listen",
     "trusted_proxies",
+    "broker_prefix",
 ];
 
 /// Keys whose values are numbers or booleans.
@@ -60,6 +61,43 @@ pub const TYPED_KEYS: &[&str] = &[
     "write_timeout_secs",
     "demo",
 ];
+
+/// A database or broker URL for a log line or an error: its password (in the authority or as
+/// a `password=` parameter) replaced by `***` (`redis://:***@host:6379`); a file path is
+/// shown as it is.
+pub fn redact_url(database: &str) -> String {
+    let Some((scheme, rest)) = database.split_once("://") else {
+        return database.to_string();
+    };
+    let (authority, tail) = match rest.find(['/', '?', '#']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    // The last `@` ends the user information: a password may itself hold an `@`.
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
 
 /// Refuses `allowed_origins` entries that can never equal a browser's `Origin` (no scheme, a
 /// path, a pattern), and `*` beside other entries, where a list was clearly meant.
@@ -111,6 +149,9 @@ pub struct Config {
     pub database: String,
     /// `memory` (single node) or `redis://…` (many nodes).
     pub broker: String,
+    /// Namespace of every Redis channel and key, so deployments can share one Redis.
+    #[serde(deserialize_with = "text")]
+    pub broker_prefix: String,
     /// HS256 shared secret; `None` means the development secret (with a loud warning).
     #[serde(
         serialize_with = "serialize_secret",
@@ -183,8 +224,9 @@ pub struct Config {
     /// Seconds one write to a client may take. A client that does not take its bytes in time
     /// (it stopped reading) is closed with 1013, so it cannot hold its session, or a shutdown.
     pub write_timeout_secs: u64,
-    /// Serve the demo page at `/` (reserved: the demo page is not built yet).
-    pub demo: bool,
+    /// Serve the demo page at `/` and hand out demo tokens. Unset: on only while no
+    /// `jwt_secret` is configured (a production daemon serves no demo). See [`Config::demo_on`].
+    pub demo: Option<bool>,
     /// Serve `GET /metrics` only on this `host:port`, not on `listen`; unset: on `listen`.
     pub metrics_listen: Option<String>,
     /// Proxies (addresses or CIDR ranges, e.g. `127.0.0.1`, `10.0.0.0/8`) whose
@@ -199,6 +241,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             database: "sqlite://informd.db".into(),
             broker: "memory".into(),
+            broker_prefix: "informd".into(),
             jwt_secret: None,
             jwt_algorithm: "HS256".into(),
             jwt_public_key_file: None,
@@ -226,7 +269,7 @@ impl Default for Config {
             workers: 0,
             hub_shards: 0,
             write_timeout_secs: 10,
-            demo: true,
+            demo: None,
             metrics_listen: None,
             trusted_proxies: Vec::new(),
         }
@@ -331,10 +374,32 @@ impl Config {
                 )))
             }
         }
-        if self.broker != "memory" && !self.broker.starts_with("redis://") {
+        if self.demo == Some(true) && self.jwt_algorithm != "HS256" {
             return Err(ConfigError(format!(
-                "broker {:?} is neither \"memory\" nor a redis:// URL",
-                self.broker
+                "demo = true needs jwt_algorithm HS256: the demo page signs its visitors' tokens, \
+                 and with {} informd holds only the public key. Set demo = false",
+                self.jwt_algorithm
+            )));
+        }
+        if self.broker != "memory"
+            && !self.broker.starts_with("redis://")
+            && !self.broker.starts_with("rediss://")
+        {
+            return Err(ConfigError(format!(
+                "broker {:?} is not supported: set broker (INFORMD_BROKER) to \"memory\" (one \
+                 node) or a redis:// or rediss:// URL (several nodes)",
+                redact_url(&self.broker)
+            )));
+        }
+        if self.broker_prefix.is_empty()
+            || self
+                .broker_prefix
+                .contains(|c: char| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError(format!(
+                "broker_prefix {:?} must be a non-empty name without spaces, such as \"informd\"; \
+                 set broker_prefix (INFORMD_BROKER_PREFIX)",
+                self.broker_prefix
             )));
         }
         Ok(())
@@ -407,6 +472,13 @@ impl Config {
             ));
         }
         warnings
+    }
+
+    /// Whether the demo page and its token endpoint are served: `demo` when set, otherwise
+    /// only while informd runs on the development secret.
+    pub fn demo_on(&self) -> bool {
+        self.demo
+            .unwrap_or(self.jwt_secret.is_none() && self.jwt_algorithm == "HS256")
     }
 
     /// Seconds a session may be silent before it is closed: two missed heartbeats.
@@ -516,6 +588,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn urls_are_logged_without_their_password() {
+        assert_eq!(
+            redact_url("redis://:hunter2@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(
+            redact_url("postgres://informd:p@ss@db/informd"),
+            "postgres://informd:***@db/informd"
+        );
+        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+        assert_eq!(redact_url("sqlite://informd.db"), "sqlite://informd.db");
+        assert_eq!(
+            redact_url("/var/lib/a@b/informd.db"),
+            "/var/lib/a@b/informd.db"
+        );
+    }
+
+    #[test]
     fn defaults_are_valid_and_warn_about_development_secrets() {
         let config = Config::default();
         assert!(config.validate().is_ok());
@@ -585,6 +675,37 @@ mod tests {
         known.sort_unstable();
         assert_eq!(fields, known);
         Ok(())
+    }
+
+    #[test]
+    fn the_demo_is_on_by_default_only_on_the_development_secret() {
+        assert!(Config::default().demo_on());
+        let production = Config {
+            jwt_secret: Some("a-real-secret".to_string().into()),
+            ..Config::default()
+        };
+        assert!(!production.demo_on());
+        assert!(Config {
+            demo: Some(true),
+            ..production
+        }
+        .demo_on());
+        assert!(!Config {
+            demo: Some(false),
+            ..Config::default()
+        }
+        .demo_on());
+        let err = Config {
+            jwt_algorithm: "RS256".into(),
+            jwt_public_key_file: Some("k.pem".into()),
+            demo: Some(true),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("demo = true needs jwt_algorithm HS256"));
     }
 
     #[test]

@@ -16,17 +16,20 @@
 //! - [`protocol`]: the frames and close codes; [`model`]: events and validation;
 //!   [`auth`]: user tokens, publisher keys, origins; [`config`]: settings;
 //!   [`error`]: the HTTP error type; [`startup`]: wiring, serving, graceful shutdown;
-//!   [`retention`]: pruning; [`cli`]: the `informd` command.
+//!   [`retention`]: pruning; [`cli`]: the `informd` command; [`online`]: session counts on
+//!   this node or across nodes.
 
 pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod model;
+pub mod online;
 pub mod protocol;
 pub mod publish;
 pub mod retention;

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::auth::{bearer, PublisherKeys};
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::hub::Presence;
 use crate::model::{now_millis, parse_events, EventInput};
+use crate::online::OnlineCounts;
 use crate::store::{IdempotencyRecord, PublishOutcome, PublishRequest, Store, StoreError};
 
 /// Longest `Idempotency-Key`, bytes.
@@ -111,7 +111,7 @@ impl Publisher {
         &self,
         body: &[u8],
         idempotency_key: Option<&str>,
-        presence: &Presence,
+        online: &dyn OnlineCounts,
     ) -> Result<PublishResponse, ApiError> {
         let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
@@ -119,7 +119,7 @@ impl Publisher {
             field: e.field,
             message: e.message,
         })?;
-        let online_sessions = online_sessions(&events, presence);
+        let online_sessions = online_sessions(&events, online).await;
         let Some(key) = idempotency_key else {
             let outcome = self.store(events, None, online_sessions).await?;
             return Ok(PublishResponse::new(outcome, false));
@@ -205,13 +205,17 @@ impl Publisher {
     }
 }
 
-/// Live sessions on this node the events will reach.
-fn online_sessions(events: &[EventInput], presence: &Presence) -> usize {
-    events
-        .iter()
-        .map(|event| match event {
-            EventInput::Notification(n) => n.to.iter().map(|u| presence.user_sessions(u)).sum(),
-            EventInput::Broadcast(b) => presence.topic_sessions(&b.topic),
-        })
-        .sum()
+/// Live sessions the events will reach, on every node.
+async fn online_sessions(events: &[EventInput], online: &dyn OnlineCounts) -> usize {
+    let mut total = 0;
+    for event in events {
+        total += match event {
+            EventInput::Notification(n) => {
+                let users: Vec<&str> = n.to.iter().map(String::as_str).collect();
+                online.user_sessions(&users).await.iter().sum()
+            }
+            EventInput::Broadcast(b) => online.topic_sessions(&b.topic).await,
+        };
+    }
+    total
 }

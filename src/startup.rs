@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use crate::auth::Verifier;
 use crate::broker::{self, Fanout};
-use crate::config::Config;
+use crate::config::{redact_url, Config};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::protocol::close;
@@ -28,6 +28,7 @@ pub struct Application {
     server: Server,
     state: AppState,
     stopper: Stopper,
+    signals: Signals,
 }
 
 /// Asks a running [`Application`] to shut down, from any thread.
@@ -64,6 +65,7 @@ impl Application {
         for warning in config.development_warnings() {
             log::warn!("!!! {warning}");
         }
+        let signals = Signals::install();
         raise_open_file_limit();
         // Listen first: a port that is taken stops the start before anything is created on
         // disk.
@@ -80,15 +82,15 @@ impl Application {
         };
         let metrics = Arc::new(Metrics::new());
         let hub = Hub::start(shards, config.max_sessions_per_user, metrics.clone());
-        let broker = broker::open(&config.broker, hub.clone())?;
-        let fanout = Arc::new(Fanout::start(broker.clone()));
+        let opened = broker::open(&config, hub.clone(), metrics.clone())?;
+        let fanout = Arc::new(Fanout::start(opened.broker.clone()));
         let store = store::open(&config.database, fanout, metrics.clone()).await?;
         let publisher = Publisher::new(&config, store.clone());
         let state = AppState::new(
             config.clone(),
             store,
             hub,
-            broker,
+            opened,
             verifier,
             publisher,
             metrics,
@@ -118,14 +120,20 @@ impl Application {
         }
         log::info!(
             "informd listening on {address} (database {}, broker {}, {workers} workers, {shards} hub shards)",
-            store::describe_database(&config.database),
-            config.broker
+            redact_url(&config.database),
+            redact_url(&config.broker)
         );
+        if config.demo_on() {
+            log::warn!(
+                "demo page on http://{address}/ : it hands out tokens for any user; set demo = false (INFORMD_DEMO=false) to turn it off"
+            );
+        }
         Ok(Application {
             port,
             server,
             state,
             stopper: Stopper::default(),
+            signals,
         })
     }
 
@@ -141,27 +149,34 @@ impl Application {
 
     /// Serves until SIGTERM, SIGINT or [`Stopper::stop`], then shuts down gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let serving = actix_web::rt::spawn(self.server);
+        let Application {
+            server,
+            state,
+            stopper,
+            mut signals,
+            ..
+        } = self;
+        let handle = server.handle();
+        let serving = actix_web::rt::spawn(server);
         tokio::select! {
-            reason = termination_signal() => log::info!("{reason}: shutting down"),
-            _ = self.stopper.0.notified() => log::info!("stop requested: shutting down"),
+            reason = signals.termination() => log::info!("{reason}: shutting down"),
+            _ = stopper.0.notified() => log::info!("stop requested: shutting down"),
         }
         // One deadline for the whole shutdown: nothing below may wait past the grace.
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_secs(self.state.config.shutdown_grace_secs);
-        self.state.begin_shutdown();
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(state.config.shutdown_grace_secs);
+        state.begin_shutdown();
         handle.pause().await;
-        self.state.hub.close_all(close::GOING_AWAY).await;
+        state.hub.close_all(close::GOING_AWAY).await;
         // Sessions are tasks of the workers: let their close frames go out before the workers
         // stop. A client that does not read is not waited for (see `session::finish`).
-        if tokio::time::timeout_at(deadline, self.state.sessions_finished())
+        if tokio::time::timeout_at(deadline, state.sessions_finished())
             .await
             .is_err()
         {
             log::warn!(
                 "{} sessions still closing at the end of the grace period",
-                self.state.running_sessions()
+                state.running_sessions()
             );
         }
         // In-flight requests finish (a publish answered 200 is committed before its answer).
@@ -209,18 +224,45 @@ fn bind_setting(address: &str, key: &str) -> anyhow::Result<std::net::TcpListene
     })
 }
 
-/// Waits for SIGTERM or SIGINT. SIGHUP (sent by a closing terminal, or by an operator used
-/// to daemons that reload) is logged and ignored: informd reloads nothing, and dying of it
-/// would cut every session.
-#[cfg(unix)]
-async fn termination_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
+/// The signals that stop informd, listened for from the start of [`Application::build`]:
+/// a SIGTERM sent as soon as the "listening" line appears is a graceful stop, not the default
+/// action that kills the process.
+struct Signals {
+    #[cfg(unix)]
+    streams: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(term), Ok(int), Ok(hup)) => Some([term, int, hup]),
+                _ => {
+                    log::error!("cannot install signal handlers");
+                    None
+                }
+            };
+            Signals { streams }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Waits for SIGTERM or SIGINT. SIGHUP (sent by a closing terminal, or by an operator used
+    /// to daemons that reload) is logged and ignored: informd reloads nothing, and dying of it
+    /// would cut every session.
+    #[cfg(unix)]
+    async fn termination(&mut self) -> &'static str {
+        let Some([term, int, hup]) = self.streams.as_mut() else {
+            return std::future::pending().await;
+        };
+        loop {
             tokio::select! {
                 _ = term.recv() => return "SIGTERM",
                 _ = int.recv() => return "SIGINT",
@@ -229,16 +271,12 @@ async fn termination_signal() -> &'static str {
                      apply a change (clients resume with nothing lost)"
                 ),
             }
-        },
-        _ => {
-            log::error!("cannot install signal handlers");
-            std::future::pending().await
         }
     }
-}
 
-#[cfg(not(unix))]
-async fn termination_signal() -> &'static str {
-    let _ = tokio::signal::ctrl_c().await;
-    "Ctrl-C"
+    #[cfg(not(unix))]
+    async fn termination(&mut self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }

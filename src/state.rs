@@ -7,11 +7,12 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::auth::Verifier;
-use crate::broker::Broker;
+use crate::broker::{Broker, Opened};
 use crate::config::Config;
 use crate::http::peer::TrustedProxies;
 use crate::hub::{Hub, SessionId};
 use crate::metrics::Metrics;
+use crate::online::OnlineCounts;
 use crate::publish::Publisher;
 use crate::store::Store;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub publisher: Arc<Publisher>,
     pub metrics: Arc<Metrics>,
+    /// Session counts, across nodes when there are several.
+    pub online: Arc<dyn OnlineCounts>,
     /// `trusted_proxies`, parsed once.
     pub proxies: Arc<TrustedProxies>,
     shutting_down: Arc<AtomicBool>,
@@ -57,11 +60,12 @@ impl AppState {
         config: Arc<Config>,
         store: Arc<dyn Store>,
         hub: Hub,
-        broker: Arc<dyn Broker>,
+        opened: Opened,
         verifier: Verifier,
         publisher: Publisher,
         metrics: Arc<Metrics>,
     ) -> AppState {
+        let Opened { broker, online } = opened;
         // Validated with the rest of the configuration; nothing is left to refuse here.
         let proxies = TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default();
         AppState {
@@ -73,6 +77,7 @@ impl AppState {
             verifier: Arc::new(verifier),
             publisher: Arc::new(publisher),
             metrics,
+            online,
             shutting_down: Arc::new(AtomicBool::new(false)),
             next_session: Arc::new(AtomicU64::new(1)),
             running_sessions: Arc::default(),

@@ -3,6 +3,8 @@
 //!
 //! Scenarios: `idle` (hold sessions, measure the server's memory per session), `fanout`
 //! (`global` broadcasts to every session) and `targeted` (notifications to random users).
+//! `soak` is different: it starts informd itself and kills it again and again under load
+//! (see [`soak`]).
 //! Every scenario checks that each delivery arrived exactly once, prints its figures, exits
 //! non-zero if a connection failed or a delivery was lost or doubled, and prints one JSON
 //! summary line last.
@@ -13,6 +15,7 @@ mod idle;
 mod probe;
 mod publisher;
 mod report;
+mod soak;
 mod targeted;
 
 use std::net::Ipv4Addr;
@@ -101,6 +104,9 @@ enum Scenario {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// Start informd, SIGKILL and restart it repeatedly under a mixed publish and read load
+    /// with clients connected; then check nothing acknowledged was lost or doubled.
+    Soak(soak::SoakArgs),
 }
 
 impl Scenario {
@@ -110,6 +116,7 @@ impl Scenario {
             Scenario::Idle { clients, .. }
             | Scenario::Fanout { clients, .. }
             | Scenario::Targeted { clients, .. } => *clients,
+            Scenario::Soak(args) => args.users + args.users / 4 + args.anonymous + 1,
         }
     }
 }
@@ -160,6 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         bail!("{needed} clients need more open files than the limit of {limit}");
     }
     let summary = match cli.scenario {
+        Scenario::Soak(args) => return soak::run(&cli.common.secret, &cli.common.key, args).await,
         Scenario::Idle { clients, hold } => idle::run(&cli.common, clients, hold).await?,
         Scenario::Fanout {
             clients,

@@ -7,82 +7,24 @@
 //! local hub; a Redis broker (many nodes) publishes them to every node's hub.
 
 mod memory;
+mod online;
+mod redis;
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
-use bytestring::ByteString;
 use tokio::sync::mpsc;
 
+use crate::config::Config;
 use crate::hub::Hub;
-use crate::protocol;
+use crate::metrics::Metrics;
+use crate::online::{LocalOnline, OnlineCounts};
 use crate::store::{Change, CommitListener};
 
+pub use crate::delivery::Delivery;
 pub use memory::MemoryBroker;
-
-/// A frame addressed to the sessions of one user or of one topic.
-#[derive(Debug, Clone)]
-pub enum Delivery {
-    /// To every session of `user`. `seq` is the notification's seq; `None` for a badge update.
-    User {
-        user: Arc<str>,
-        seq: Option<i64>,
-        frame: ByteString,
-        /// When the publish was accepted (`None` for a badge update).
-        published: Option<SystemTime>,
-    },
-    /// To every session subscribed to `topic` (every session, for `global`).
-    Topic {
-        topic: Arc<str>,
-        seq: i64,
-        frame: ByteString,
-        /// When the publish was accepted.
-        published: SystemTime,
-    },
-}
-
-impl Delivery {
-    /// When the publish behind it was accepted (`None` for a badge update).
-    pub fn published(&self) -> Option<SystemTime> {
-        match self {
-            Delivery::User { published, .. } => *published,
-            Delivery::Topic { published, .. } => Some(*published),
-        }
-    }
-
-    /// Builds the delivery for a committed change; the frame is serialised here, once.
-    pub fn from_change(change: &Change) -> Delivery {
-        match change {
-            Change::Notified {
-                user,
-                notification,
-                unread,
-                published,
-            } => Delivery::User {
-                user: Arc::from(user.as_str()),
-                seq: Some(notification.seq),
-                frame: protocol::notification(notification, *unread),
-                published: Some(*published),
-            },
-            Change::Unread { user, unread } => Delivery::User {
-                user: Arc::from(user.as_str()),
-                seq: None,
-                frame: protocol::unread(*unread),
-                published: None,
-            },
-            Change::Broadcast {
-                broadcast,
-                published,
-            } => Delivery::Topic {
-                topic: Arc::from(broadcast.topic.as_str()),
-                seq: broadcast.seq,
-                frame: protocol::broadcast(broadcast),
-                published: *published,
-            },
-        }
-    }
-}
+pub use online::RedisOnline;
+pub use redis::RedisBroker;
 
 /// Why the broker is not usable.
 #[derive(Debug, thiserror::Error)]
@@ -131,12 +73,33 @@ impl CommitListener for Fanout {
     }
 }
 
-/// Opens the broker named by `broker` (`memory` or `redis://…`) over the local hub.
-pub fn open(broker: &str, hub: Hub) -> Result<Arc<dyn Broker>, BrokerError> {
-    match broker {
-        "memory" => Ok(Arc::new(MemoryBroker::new(hub))),
-        other => Err(BrokerError(format!(
-            "broker {other:?} is not supported yet; use \"memory\""
-        ))),
+/// What `broker` sets up: the fan-out, and the session counts that go with it.
+pub struct Opened {
+    pub broker: Arc<dyn Broker>,
+    pub online: Arc<dyn OnlineCounts>,
+}
+
+/// Opens the broker that `broker` names (`memory`, or a `redis://` URL) over the local hub.
+pub fn open(config: &Config, hub: Hub, metrics: Arc<Metrics>) -> Result<Opened, BrokerError> {
+    match config.broker.as_str() {
+        "memory" => Ok(Opened {
+            broker: Arc::new(MemoryBroker::new(hub.clone())),
+            online: LocalOnline::new(hub),
+        }),
+        url => {
+            let broker =
+                RedisBroker::start(url, &config.broker_prefix, hub.clone(), metrics.clone())?;
+            let online = RedisOnline::start(
+                broker.client(),
+                &config.broker_prefix,
+                broker.node().to_string(),
+                hub,
+                metrics,
+            );
+            Ok(Opened {
+                broker: Arc::new(broker),
+                online,
+            })
+        }
     }
 }

@@ -126,6 +126,15 @@ pub async fn accept(mut io: TcpStream, handshake: Handshake, frames: BytesMut, s
         Ok(admitted) => admitted,
         Err(error) => return refuse(io, error, Some(&handshake.headers), &state).await,
     };
+    if let Some(identity) = &admitted.identity {
+        // Across nodes (the hub checks this node's sessions again as it registers).
+        let sessions = state.online.user_sessions(&[&identity.user]).await;
+        let sessions = sessions.first().copied().unwrap_or(0);
+        if sessions >= state.config.max_sessions_per_user {
+            let error = ApiError::TooManySessions(sessions);
+            return refuse(io, error, Some(&handshake.headers), &state).await;
+        }
+    }
     let (queue_tx, queue_rx) = flume::bounded(state.config.outbound_queue);
     let signal = Arc::new(SessionSignal::default());
     let id = state.next_session_id();

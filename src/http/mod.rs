@@ -1,11 +1,14 @@
 //! The HTTP surface: which path goes to which handler, CORS, and the access log.
 
+pub mod assets;
 mod body;
+mod demo;
 mod health;
 mod inbox;
 pub mod inform;
 mod metrics;
 pub mod peer;
+mod presence;
 mod publish;
 
 use actix_cors::Cors;
@@ -36,7 +39,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.service(resource("/inform", web::get().to(inform::not_a_handshake)))
         .service(resource("/inform/", web::get().to(inform::not_a_handshake)))
         .service(resource("/publish", web::post().to(publish::publish)))
+        .service(resource("/api/presence", web::get().to(presence::presence)))
         .service(resource("/healthz", web::get().to(health::healthz)))
+        // The browser client and the demo (404 while the demo is off).
+        .service(resource("/static/{file}", web::get().to(assets::serve)))
+        .service(resource("/", web::get().to(demo::page)))
+        .service(resource("/demo/token", web::get().to(demo::token)))
+        .service(resource("/demo/send", web::post().to(demo::send)))
         .service(resource("/readyz", web::get().to(health::readyz)))
         .configure(|cfg| {
             if state.config.metrics_listen.is_none() {

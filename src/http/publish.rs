@@ -68,6 +68,6 @@ async fn accept_publish(
         .transpose()?;
     state
         .publisher
-        .publish(&body, idempotency_key, state.hub.presence())
+        .publish(&body, idempotency_key, state.online.as_ref())
         .await
 }

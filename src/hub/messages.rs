@@ -5,7 +5,7 @@ use std::sync::Arc;
 use actix::Message;
 
 use super::{SessionHandle, SessionId};
-use crate::broker::Delivery;
+use crate::delivery::Delivery;
 
 /// Add a session. Refused when its user already has the most sessions allowed.
 #[derive(Message)]

@@ -21,7 +21,7 @@ use actix::{Actor, Addr, Arbiter};
 use bytestring::ByteString;
 use tokio::sync::Notify;
 
-use crate::broker::Delivery;
+use crate::delivery::Delivery;
 use crate::metrics::Metrics;
 pub use messages::RegisterError;
 use messages::{Deliver, Register, Shutdown, Subscribe, Unregister, Unsubscribe};

@@ -8,6 +8,14 @@ use dashmap::DashMap;
 
 use crate::model::GLOBAL_TOPIC;
 
+/// This node's counts at one moment.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub sessions: usize,
+    pub users: Vec<(Arc<str>, usize)>,
+    pub topics: Vec<(Arc<str>, usize)>,
+}
+
 /// Counts kept by the shards as sessions come, go, subscribe and unsubscribe.
 #[derive(Debug, Default)]
 pub struct Presence {
@@ -48,6 +56,20 @@ impl Presence {
 
     pub(super) fn unsubscribed(&self, topic: &str) {
         decrement(&self.topics, topic);
+    }
+
+    /// The counts as they are now, for sharing with other nodes.
+    pub fn snapshot(&self) -> Snapshot {
+        let copy = |map: &DashMap<Arc<str>, usize>| {
+            map.iter()
+                .map(|entry| (entry.key().clone(), *entry.value()))
+                .collect()
+        };
+        Snapshot {
+            sessions: self.sessions(),
+            users: copy(&self.users),
+            topics: copy(&self.topics),
+        }
     }
 
     /// Sessions open on this node.

@@ -14,7 +14,7 @@ use super::messages::{
     Deliver, Register, RegisterError, Shutdown, Subscribe, Unregister, Unsubscribe,
 };
 use super::{Outbound, Presence, SessionHandle, SessionId};
-use crate::broker::Delivery;
+use crate::delivery::Delivery;
 use crate::metrics::Metrics;
 use crate::protocol::close;
 

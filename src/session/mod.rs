@@ -16,6 +16,12 @@
 //!   so broadcasts that went out before the client's `subscribe` with `since` arrived are not
 //!   sent twice. Those gap frames then come after the live ones they precede, followed by
 //!   `resumed`.
+//!
+//! The badge: every user frame carries the unread count after its commit, and frames are
+//! queued in commit order, so the last frame a client got shows the current badge. A live
+//! notification dropped because a replay already sent it would break that (the replay's frames
+//! carry the count read before it), so the session then sends the current count in an
+//! `unread` frame.
 
 mod commands;
 mod replay;
@@ -75,6 +81,12 @@ struct Session {
     signal: Arc<SessionSignal>,
     /// Last notification seq sent to the client.
     user_position: Position,
+    /// A live notification frame was dropped as already sent (it came in a replay); the badge
+    /// it carried may be newer than the replay's, so the current one is sent after the burst.
+    badge_stale: bool,
+    /// The badge the client shows, when this session set it (welcome, replay); `None` once a
+    /// live frame set it to a count only the frame knows.
+    shown_badge: Option<i64>,
     topics: Topics,
     last_heard: Instant,
     /// How long one write to the client may take (`write_timeout_secs`).
@@ -101,6 +113,8 @@ pub async fn run(state: AppState, conn: WsConnection, start: SessionStart) {
         conn,
         signal: start.signal,
         user_position: Position::default(),
+        badge_stale: false,
+        shown_badge: None,
         topics: Topics::default(),
         last_heard: Instant::now(),
         write_timeout,
@@ -182,6 +196,7 @@ impl Session {
             self.state.config.heartbeat_secs,
         );
         self.write(welcome).await?;
+        self.shown_badge = Some(user_state.unread);
         self.user_position = Position::at(user_state.seq);
         if let (Some(since), Some(_)) = (since, self.user()) {
             self.replay_user(since, user_state.unread, true).await?;
@@ -292,6 +307,17 @@ impl Session {
                 Err(_) => break,
             }
         }
+        if self.badge_stale {
+            // Frames are queued in commit order, each with the badge after its commit; one
+            // that was dropped takes its badge with it, and the replay's (read earlier) would
+            // stay on the client's screen. The current badge is at least as new.
+            self.badge_stale = false;
+            let unread = self.current_unread().await?;
+            if self.shown_badge != Some(unread) {
+                self.buffer(protocol::unread(unread))?;
+                self.shown_badge = Some(unread);
+            }
+        }
         self.guarded(WsConnection::flush).await
     }
 
@@ -303,7 +329,12 @@ impl Session {
     /// A frame from the hub: buffered unless the client already has it.
     async fn outbound(&mut self, item: Outbound) -> Result<(), Exit> {
         match item {
-            Outbound::User { seq: None, frame } => self.buffer(frame),
+            Outbound::User { seq: None, frame } => {
+                // A newer count than any dropped frame's.
+                self.badge_stale = false;
+                self.shown_badge = None;
+                self.buffer(frame)
+            }
             Outbound::User {
                 seq: Some(seq),
                 frame,
@@ -316,7 +347,11 @@ impl Session {
                     Box::pin(self.replay_user(after, unread, false)).await?;
                 }
                 if self.user_position.advance(seq) {
+                    self.badge_stale = false;
+                    self.shown_badge = None;
                     self.buffer(frame)?;
+                } else {
+                    self.badge_stale = true;
                 }
                 Ok(())
             }

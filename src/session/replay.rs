@@ -68,6 +68,9 @@ impl Session {
                 }
             }
         }
+        if replayed > 0 {
+            self.shown_badge = Some(unread);
+        }
         self.user_position
             .replayed(announce.then_some(since), replay.latest);
         self.count_replay(announce, replayed);

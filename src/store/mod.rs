@@ -234,42 +234,6 @@ impl Backend {
     }
 }
 
-/// The database for a log line: a URL's password (in the authority or as a
-/// `password=` parameter) is replaced by `***`; a file path is shown as it is.
-pub fn describe_database(database: &str) -> String {
-    let Some((scheme, rest)) = database.split_once("://") else {
-        return database.to_string();
-    };
-    let (authority, tail) = match rest.find(['/', '?', '#']) {
-        Some(at) => rest.split_at(at),
-        None => (rest, ""),
-    };
-    // The last `@` ends the user information: a password may itself hold an `@`.
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_string(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
-                        format!("{name}=***")
-                    }
-                    _ => pair.to_string(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{authority}{tail}")
-}
-
 /// Opens the store named by `database` (a `sqlite:` URL, a file path, or a `postgres://` URL)
 /// and migrates it; its operations are counted into `metrics`.
 pub async fn open(
@@ -314,7 +278,7 @@ mod tests {
             ("data/informd.db", "data/informd.db"),
         ];
         for (database, shown) in cases {
-            assert_eq!(describe_database(database), shown);
+            assert_eq!(crate::config::redact_url(database), shown);
         }
     }
 

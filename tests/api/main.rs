@@ -10,6 +10,8 @@ mod helpers;
 
 mod attacks;
 mod auth;
+mod browser_assets;
+mod cluster;
 mod concurrency;
 mod frontdoor;
 mod inbox;
@@ -18,6 +20,7 @@ mod metrics;
 mod operator;
 mod postgres;
 mod publish;
+mod redis;
 mod resume;
 mod retention;
 mod slow_client;

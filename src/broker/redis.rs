@@ -1,0 +1,432 @@
+//! Fan-out between nodes over Redis pub/sub.
+//!
+//! Every node delivers what it commits to its own hub directly, and publishes it, in commit
+//! order, on one channel (`{broker_prefix}:deliveries`) that every node subscribes to; a node
+//! ignores its own messages. Pub/sub keeps nothing: a message that a node misses (Redis
+//! restarting, a dropped connection, a slow subscriber cut off by Redis) is not retried. The
+//! sessions notice the hole in `seq` at the next delivery of that stream and fill it from the
+//! database, and a client that reconnects resumes with `since`; the database is the record,
+//! Redis only says "look now". See docs/DECISIONS.md.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytestring::ByteString;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::{Broker, BrokerError, Delivery};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+
+/// How long connecting to Redis, or one command, may take.
+const REDIS_WAIT: Duration = Duration::from_secs(2);
+/// First and longest pause between attempts to reach Redis again.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MOST: Duration = Duration::from_secs(5);
+
+/// Fan-out to the hubs of every node through Redis.
+pub struct RedisBroker {
+    hub: Hub,
+    client: redis::Client,
+    node: String,
+    outgoing: mpsc::UnboundedSender<Vec<Delivery>>,
+    /// Whether this node hears the other nodes now.
+    subscriber: Arc<Reachability>,
+}
+
+/// What goes over the channel: who sent it, and the deliveries of one commit.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    node: String,
+    deliveries: Vec<WireDelivery>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "to", rename_all = "lowercase")]
+enum WireDelivery {
+    User {
+        user: String,
+        seq: Option<i64>,
+        frame: String,
+        published_ms: Option<u64>,
+    },
+    Topic {
+        topic: String,
+        seq: i64,
+        frame: String,
+        published_ms: u64,
+    },
+}
+
+impl RedisBroker {
+    /// Starts the publishing and subscribing tasks on an arbiter of their own. Redis need not
+    /// be up yet: both keep trying, and `/readyz` says 503 until it answers.
+    pub fn start(
+        url: &str,
+        prefix: &str,
+        hub: Hub,
+        metrics: Arc<Metrics>,
+    ) -> Result<RedisBroker, BrokerError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| BrokerError(format!("{}: {e}", crate::config::redact_url(url))))?;
+        let node = node_id();
+        let channel = format!("{prefix}:deliveries");
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        let subscriber = Arc::new(Reachability::new("the subscriber"));
+        let arbiter = actix::Arbiter::new();
+        arbiter.spawn(publish_loop(
+            client.clone(),
+            channel.clone(),
+            node.clone(),
+            queue,
+            metrics.clone(),
+        ));
+        arbiter.spawn(subscribe_loop(
+            client.clone(),
+            channel,
+            node.clone(),
+            hub.clone(),
+            metrics,
+            subscriber.clone(),
+        ));
+        Ok(RedisBroker {
+            hub,
+            client,
+            node,
+            outgoing,
+            subscriber,
+        })
+    }
+}
+
+impl RedisBroker {
+    /// The Redis client, for the other parts that meet there.
+    pub fn client(&self) -> redis::Client {
+        self.client.clone()
+    }
+
+    /// This node's name among the nodes.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    fn publish(&self, deliveries: Vec<Delivery>) {
+        if self.outgoing.send(deliveries.clone()).is_err() {
+            log::warn!("broker: the Redis publisher is gone; other nodes catch up on resume");
+        }
+        self.hub.deliver(deliveries);
+    }
+
+    async fn ping(&self) -> Result<(), BrokerError> {
+        if !self.subscriber.is_up() {
+            return Err(BrokerError(
+                "not subscribed to Redis: this node does not hear the others yet".into(),
+            ));
+        }
+        let answer = tokio::time::timeout(REDIS_WAIT, async {
+            let mut connection = self.client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+        })
+        .await;
+        match answer {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(BrokerError(format!("Redis does not answer: {e}"))),
+            Err(_) => Err(BrokerError(format!(
+                "Redis does not answer within {} s",
+                REDIS_WAIT.as_secs()
+            ))),
+        }
+    }
+}
+
+/// A name for this process among the nodes, so it can skip its own messages.
+fn node_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{:x}-{:x}", std::process::id(), nanos)
+}
+
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn encode(node: &str, deliveries: &[Delivery]) -> Result<String, serde_json::Error> {
+    let deliveries = deliveries
+        .iter()
+        .map(|delivery| match delivery {
+            Delivery::User {
+                user,
+                seq,
+                frame,
+                published,
+            } => WireDelivery::User {
+                user: user.to_string(),
+                seq: *seq,
+                frame: frame.to_string(),
+                published_ms: published.map(millis),
+            },
+            Delivery::Topic {
+                topic,
+                seq,
+                frame,
+                published,
+            } => WireDelivery::Topic {
+                topic: topic.to_string(),
+                seq: *seq,
+                frame: frame.to_string(),
+                published_ms: millis(*published),
+            },
+        })
+        .collect();
+    serde_json::to_string(&Envelope {
+        node: node.to_string(),
+        deliveries,
+    })
+}
+
+fn decode(payload: &[u8]) -> Result<Envelope, serde_json::Error> {
+    serde_json::from_slice(payload)
+}
+
+impl From<WireDelivery> for Delivery {
+    fn from(wire: WireDelivery) -> Delivery {
+        match wire {
+            WireDelivery::User {
+                user,
+                seq,
+                frame,
+                published_ms,
+            } => Delivery::User {
+                user: Arc::from(user),
+                seq,
+                frame: ByteString::from(frame),
+                published: published_ms.map(from_millis),
+            },
+            WireDelivery::Topic {
+                topic,
+                seq,
+                frame,
+                published_ms,
+            } => Delivery::Topic {
+                topic: Arc::from(topic),
+                seq,
+                frame: ByteString::from(frame),
+                published: from_millis(published_ms),
+            },
+        }
+    }
+}
+
+/// Whether Redis is reachable, as last seen by one loop; logs only the changes.
+struct Reachability {
+    /// One of `UNKNOWN`, `UP`, `DOWN`.
+    state: AtomicU8,
+    what: &'static str,
+}
+
+const UNKNOWN: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
+impl Reachability {
+    fn new(what: &'static str) -> Reachability {
+        Reachability {
+            state: AtomicU8::new(UNKNOWN),
+            what,
+        }
+    }
+
+    fn is_up(&self) -> bool {
+        self.state.load(Ordering::Acquire) == UP
+    }
+
+    fn lost(&self, error: &str) {
+        if self.state.swap(DOWN, Ordering::AcqRel) != DOWN {
+            log::warn!(
+                "broker: {} cannot reach Redis ({error}); retrying, and sessions catch up from \
+                 the database",
+                self.what
+            );
+        }
+    }
+
+    fn back(&self) {
+        if self.state.swap(UP, Ordering::AcqRel) != UP {
+            log::info!("broker: {} is connected to Redis", self.what);
+        }
+    }
+}
+
+async fn connect(client: &redis::Client) -> Result<redis::aio::MultiplexedConnection, String> {
+    match tokio::time::timeout(REDIS_WAIT, client.get_multiplexed_async_connection()).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer".to_string()),
+    }
+}
+
+/// Publishes each commit's deliveries in order. While Redis is unreachable it drops them
+/// (other nodes fill the gap from the database) and tries again after a growing pause,
+/// so a queue of commits never waits behind connection attempts.
+async fn publish_loop(
+    client: redis::Client,
+    channel: String,
+    node: String,
+    mut queue: mpsc::UnboundedReceiver<Vec<Delivery>>,
+    metrics: Arc<Metrics>,
+) {
+    let reachability = Reachability::new("the publisher");
+    let mut connection: Option<redis::aio::MultiplexedConnection> = None;
+    let mut retry_at = tokio::time::Instant::now();
+    let mut pause = RETRY_FIRST;
+    while let Some(deliveries) = queue.recv().await {
+        let payload = match encode(&node, &deliveries) {
+            Ok(payload) => payload,
+            Err(e) => {
+                log::error!("broker: cannot encode deliveries: {e}");
+                continue;
+            }
+        };
+        if connection.is_none() && tokio::time::Instant::now() >= retry_at {
+            match connect(&client).await {
+                Ok(c) => connection = Some(c),
+                Err(e) => reachability.lost(&e),
+            }
+        }
+        let Some(c) = connection.as_mut() else {
+            metrics.broker_errors.inc();
+            if tokio::time::Instant::now() >= retry_at {
+                retry_at = tokio::time::Instant::now() + pause;
+                pause = (pause * 2).min(RETRY_MOST);
+            }
+            continue;
+        };
+        let sent = tokio::time::timeout(
+            REDIS_WAIT,
+            redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(payload)
+                .query_async::<i64>(c),
+        )
+        .await;
+        match sent {
+            Ok(Ok(_)) => {
+                reachability.back();
+                pause = RETRY_FIRST;
+            }
+            Ok(Err(e)) => {
+                metrics.broker_errors.inc();
+                reachability.lost(&e.to_string());
+                connection = None;
+            }
+            Err(_) => {
+                metrics.broker_errors.inc();
+                reachability.lost("no answer");
+                connection = None;
+            }
+        }
+    }
+}
+
+/// Receives the other nodes' deliveries and hands them to this node's hub; resubscribes with
+/// a growing pause whenever the connection drops.
+async fn subscribe_loop(
+    client: redis::Client,
+    channel: String,
+    node: String,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    reachability: Arc<Reachability>,
+) {
+    let mut pause = RETRY_FIRST;
+    loop {
+        let subscribed = tokio::time::timeout(REDIS_WAIT, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        match subscribed {
+            Ok(Ok(pubsub)) => {
+                reachability.back();
+                log::debug!("broker: subscribed to {channel}");
+                pause = RETRY_FIRST;
+                let mut messages = pubsub.into_on_message();
+                while let Some(message) = messages.next().await {
+                    match decode(message.get_payload_bytes()) {
+                        Ok(envelope) if envelope.node == node => {}
+                        Ok(envelope) => {
+                            hub.deliver(envelope.deliveries.into_iter().map(Into::into).collect())
+                        }
+                        Err(e) => {
+                            metrics.broker_errors.inc();
+                            log::warn!("broker: a message on {channel} is not informd's: {e}");
+                        }
+                    }
+                }
+                metrics.broker_errors.inc();
+                reachability.lost("connection closed");
+            }
+            Ok(Err(e)) => {
+                metrics.broker_errors.inc();
+                reachability.lost(&e.to_string());
+            }
+            Err(_) => {
+                metrics.broker_errors.inc();
+                reachability.lost("no answer");
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_MOST);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliveries_survive_the_wire() -> Result<(), serde_json::Error> {
+        let published = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let deliveries = vec![
+            Delivery::User {
+                user: Arc::from("42"),
+                seq: Some(7),
+                frame: ByteString::from(r#"{"type":"notification"}"#),
+                published: Some(published),
+            },
+            Delivery::User {
+                user: Arc::from("42"),
+                seq: None,
+                frame: ByteString::from(r#"{"type":"unread","unread":0}"#),
+                published: None,
+            },
+            Delivery::Topic {
+                topic: Arc::from("global"),
+                seq: 3,
+                frame: ByteString::from(r#"{"type":"broadcast"}"#),
+                published,
+            },
+        ];
+        let envelope = decode(encode("node-a", &deliveries)?.as_bytes())?;
+        assert_eq!(envelope.node, "node-a");
+        let back: Vec<Delivery> = envelope.deliveries.into_iter().map(Into::into).collect();
+        assert_eq!(format!("{back:?}"), format!("{deliveries:?}"));
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+// The demo page's glue: renders what informd.js hands out. No library besides informd.js.
+(function () {
+  "use strict";
+  var boot = JSON.parse(document.getElementById("informd-boot").textContent);
+  var $ = function (id) { return document.getElementById(id); };
+  var badge = $("badge");
+  var list = $("notifications");
+  var bell = $("bell");
+  var dropdown = $("dropdown");
+  var VERBS = { like: "liked", reply: "replied to", follow: "started following you" };
+
+  function hue(text) {
+    var h = 0;
+    for (var i = 0; i < text.length; i++) h = (h * 31 + text.charCodeAt(i)) % 360;
+    return h;
+  }
+  function initials(name) {
+    return name.split(/\s+/).filter(Boolean).slice(0, 2).map(function (w) { return w[0].toUpperCase(); }).join("");
+  }
+  function ago(iso) {
+    var seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    if (seconds < 45) return "just now";
+    var minutes = Math.round(seconds / 60);
+    if (minutes < 60) return minutes === 1 ? "a minute ago" : minutes + " minutes ago";
+    var hours = Math.round(minutes / 60);
+    if (hours < 24) return hours === 1 ? "an hour ago" : hours + " hours ago";
+    var days = Math.round(hours / 24);
+    return days === 1 ? "yesterday" : days + " days ago";
+  }
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function render(n) {
+    var actor = n.actor || { id: "?", name: "Someone" };
+    var item = el("li", "notification" + (n.read ? "" : " unread"));
+    item.dataset.id = n.id;
+    item.dataset.seq = n.seq;
+    var avatar = el("span", "avatar", initials(actor.name || actor.id));
+    avatar.style.setProperty("--hue", hue(actor.id || actor.name));
+    var body = el("div", "notification-body");
+    var text = el("p", "notification-text");
+    text.appendChild(el("b", "", actor.name || actor.id));
+    text.appendChild(document.createTextNode(" " + (VERBS[n.kind] || n.kind)));
+    if (n.subject && n.subject.title && n.kind !== "follow") {
+      text.appendChild(document.createTextNode(" "));
+      text.appendChild(el("b", "", n.subject.title));
+    }
+    body.appendChild(text);
+    if (n.data && n.data.excerpt) body.appendChild(el("p", "excerpt", "“" + n.data.excerpt + "”"));
+    var time = el("time", "", ago(n.created_at));
+    time.setAttribute("datetime", n.created_at);
+    body.appendChild(time);
+    item.appendChild(avatar);
+    item.appendChild(body);
+    var dot = el("span", "dot");
+    dot.setAttribute("aria-label", "unread");
+    item.appendChild(dot);
+    return item;
+  }
+
+  function showBadge(unread) {
+    var before = badge.dataset.count;
+    badge.dataset.count = unread;
+    badge.textContent = unread > 99 ? "99+" : String(unread);
+    badge.classList.toggle("hidden", unread === 0);
+    if (unread > Number(before)) {
+      badge.classList.remove("bump");
+      void badge.offsetWidth;
+      badge.classList.add("bump");
+    }
+    if (unread === 0) {
+      list.querySelectorAll(".notification.unread").forEach(function (item) { item.classList.remove("unread"); });
+    }
+  }
+
+  function toast(title, message) {
+    var box = el("div", "toast");
+    box.appendChild(el("strong", "", title));
+    box.appendChild(document.createTextNode(message));
+    $("toasts").appendChild(box);
+    setTimeout(function () { box.remove(); }, 8000);
+  }
+
+  var first = true;
+  var client = informd.connect({
+    url: boot.url,
+    since: boot.seq,
+    topics: ["article:42"],
+    token: function () {
+      if (first) { first = false; return boot.token; }
+      return fetch("/demo/token?user=" + encodeURIComponent(boot.user))
+        .then(function (r) { if (!r.ok) throw new Error("token " + r.status); return r.json(); })
+        .then(function (body) { return body.token; });
+    },
+  });
+  window.demoClient = client;
+
+  client.on("notification", function (n, unread) {
+    var old = list.querySelector('[data-id="' + n.id + '"]');
+    if (old) old.remove();
+    list.insertBefore(render(n), list.firstChild);
+    while (list.children.length > 20) list.lastChild.remove();
+    $("empty").hidden = true;
+    showBadge(unread);
+  });
+  client.on("unread", showBadge);
+  client.on("broadcast", function (b) {
+    if (b.topic !== "global") return;
+    var data = b.data || {};
+    toast(data.from ? "Announcement from " + data.from : "Announcement", data.message || "");
+  });
+  client.on("status", function (status, detail) {
+    var node = $("status");
+    node.className = "status status-" + status;
+    node.textContent = status;
+    node.title = detail && detail.reason ? detail.reason : "informd connection";
+  });
+
+  bell.addEventListener("click", function () {
+    var open = dropdown.hidden;
+    dropdown.hidden = !open;
+    bell.setAttribute("aria-expanded", String(open));
+  });
+  document.addEventListener("click", function (event) {
+    if (!dropdown.hidden && !event.target.closest(".bell-wrap")) {
+      dropdown.hidden = true;
+      bell.setAttribute("aria-expanded", "false");
+    }
+  });
+  $("mark-all").addEventListener("click", function () { client.markRead({ all: true }); });
+  list.addEventListener("click", function (event) {
+    var item = event.target.closest(".notification");
+    if (!item || !item.classList.contains("unread")) return;
+    item.classList.remove("unread");
+    client.markRead({ ids: [Number(item.dataset.id)] });
+  });
+  setInterval(function () {
+    list.querySelectorAll("time").forEach(function (t) { t.textContent = ago(t.getAttribute("datetime")); });
+  }, 30000);
+
+  function send(body) {
+    return fetch("/demo/send", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  }
+  document.querySelectorAll(".action[data-kind]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      send({ as: $("act-as").value, kind: button.dataset.kind, to: boot.user });
+    });
+  });
+  $("announce").addEventListener("click", function () {
+    send({ as: $("act-as").value, kind: "announce", message: $("announce-text").value });
+  });
+})();

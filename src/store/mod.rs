@@ -150,6 +150,9 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("the store is shut down")]
     Closed,
+    /// A transaction shared by several operations failed; each of them gets its message.
+    #[error("{0}")]
+    GroupFailed(String),
     /// The `database` setting names a kind of database informd does not speak.
     #[error(
         "database URL scheme {0}:// is not supported; use a sqlite: URL or a file path \

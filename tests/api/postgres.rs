@@ -162,7 +162,7 @@ async fn an_idempotency_key_holds_across_nodes() {
                     ids.insert(body["ids"].to_string());
                 }
                 // The other node was committing the same key at that moment.
-                409 => assert_eq!(body["error"]["code"], "idempotency_in_flight", "{body}"),
+                409 => assert_eq!(body["error"]["code"], "idempotency_key_in_flight", "{body}"),
                 other => panic!("{key}: {other} {body}"),
             }
         }

@@ -1,10 +1,11 @@
 //! The PostgreSQL store, for several informd nodes on one database.
 //!
-//! Every write is one transaction on a pooled connection ([`writes`]); concurrent publishes,
-//! from this node or any other, are ordered by the row locks their upserts take on the
-//! user's and topic's state rows, which is what keeps `seq` gapless and the badge exact.
-//! Reads go to the same pool and take no locks. Committed changes reach the listener in
-//! commit order through the [`sequencer`].
+//! Publishes go through one writer per node that commits whatever is queued as one
+//! transaction ([`writer`], group commit); mark-read and retention are transactions of their
+//! own on the pool ([`writes`]). Concurrent transactions, from this node or any other, are
+//! ordered by the row locks their upserts take on the user's and topic's state rows, which is
+//! what keeps `seq` gapless and the badge exact. Reads go to the same pool and take no locks.
+//! Committed changes reach the listener in commit order through the [`sequencer`].
 //!
 //! The store runs on a small runtime of its own, so its connections are driven by threads
 //! that do nothing else, whichever HTTP worker asked. The pool gives up on a connection after
@@ -12,6 +13,7 @@
 //! instead of hanging, and the pool reconnects by itself once it is back.
 
 mod sequencer;
+mod writer;
 mod writes;
 
 use std::future::Future;
@@ -23,6 +25,7 @@ use async_trait::async_trait;
 use serde_json::value::RawValue;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use super::replay::ReplayWindow;
 use super::{
@@ -57,6 +60,8 @@ pub struct PgStore {
     shared: Arc<Shared>,
     /// The store's own runtime (its handle runs the work).
     runtime: StoreRuntime,
+    /// The publish writer's queue.
+    writer: mpsc::Sender<(PublishRequest, writer::Reply)>,
 }
 
 /// A runtime that may be dropped anywhere: it shuts down without waiting for its tasks
@@ -142,13 +147,19 @@ impl PgStore {
             })
             .await
             .map_err(|_| StoreError::Closed)??;
+        let shared = Arc::new(Shared {
+            pool,
+            sequencer: Sequencer::new(listener),
+            metrics,
+        });
+        let writer = {
+            let _on_the_store_runtime = runtime.1.enter();
+            writer::start(shared.clone())
+        };
         Ok(PgStore {
-            shared: Arc::new(Shared {
-                pool,
-                sequencer: Sequencer::new(listener),
-                metrics,
-            }),
+            shared,
             runtime,
+            writer,
         })
     }
 
@@ -246,10 +257,12 @@ async fn replay_rows(
 #[async_trait]
 impl Store for PgStore {
     async fn publish(&self, request: PublishRequest) -> Result<PublishOutcome, StoreError> {
-        self.run(
-            |shared| async move { writes::retrying(|| writes::publish(&shared, &request)).await },
-        )
-        .await
+        let (reply, outcome) = oneshot::channel();
+        self.writer
+            .send((request, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn mark_read(&self, user: &str, selector: ReadSelector) -> Result<i64, StoreError> {

@@ -11,10 +11,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use crate::store::{Change, CommitListener};
+
+/// Longest a committed transaction waits for earlier ones before its caller is answered.
+const HANDOVER_WAIT: Duration = Duration::from_secs(1);
 
 /// The ordering point between this node's transactions and its listener.
 pub struct Sequencer {
@@ -83,12 +87,14 @@ impl Sequencer {
 
 impl Ticket {
     /// The transaction committed `changes` (or rolled back, with `None`); returns once they
-    /// were handed to the listener, after every earlier ticket's.
+    /// were handed to the listener, after every earlier ticket's, or after [`HANDOVER_WAIT`]
+    /// if an earlier transaction is stuck in its commit (a connection gone silent): the
+    /// caller is answered then, and the changes still go out in order once it finishes.
     pub async fn finish(mut self, changes: Option<Vec<Change>>) {
         self.finished = true;
         let handed = self.sequencer.finish(self.number, changes);
         // The sender is only dropped unsent if the process is going down.
-        let _ = handed.await;
+        let _ = tokio::time::timeout(HANDOVER_WAIT, handed).await;
     }
 }
 

@@ -14,7 +14,8 @@ use super::Shared;
 use crate::model::now_millis;
 use crate::store::plan::{PublishPlan, Streams};
 use crate::store::{
-    Change, PruneReport, PublishOutcome, PublishRequest, ReadSelector, RetentionPolicy, StoreError,
+    Change, IdempotencyRecord, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
+    RetentionPolicy, StoreError,
 };
 
 /// Times a transaction runs before a deadlock or serialization failure is given up on.
@@ -49,19 +50,19 @@ where
     }
 }
 
-/// Commits `tx` (begun at `started`) and hands `changes` to the listener in this node's
-/// commit order.
+/// Commits `tx` (begun at `started`, holding `batch` operations) and hands `changes` to the
+/// listener in this node's commit order.
 async fn commit(
     shared: &Shared,
     tx: Transaction<'_, Postgres>,
-    started: Instant,
+    (started, batch): (Instant, usize),
     changes: Vec<Change>,
 ) -> Result<(), StoreError> {
     // Every lock is held now: this transaction's place in the order is fixed.
     let ticket = shared.sequencer.ticket();
     let committed = tx.commit().await;
     let metrics = &shared.metrics;
-    metrics.commit_batch.observe(1.0);
+    metrics.commit_batch.observe(batch as f64);
     metrics
         .commit_duration
         .observe(started.elapsed().as_secs_f64());
@@ -100,38 +101,63 @@ async fn advance(
     Ok(())
 }
 
-/// Stores one publish in one transaction.
-pub async fn publish(
+/// Claims `record`'s key in `tx`, or replaces an expired record of it; false when the key is
+/// live. A publish with the same key on any node waits here until this one commits, then
+/// finds the key taken.
+async fn claim(
+    tx: &mut Transaction<'_, Postgres>,
+    record: &IdempotencyRecord,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let claimed: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO idempotency_keys \
+         (key, body_hash, ids, recipients, online_sessions, expires_at) \
+         VALUES ($1, $2, '[]', 0, 0, $3) \
+         ON CONFLICT (key) DO UPDATE SET body_hash = excluded.body_hash, ids = '[]', \
+         recipients = 0, online_sessions = 0, expires_at = excluded.expires_at \
+         WHERE idempotency_keys.expires_at <= $4 \
+         RETURNING 1",
+    )
+    .bind(&record.key)
+    .bind(&record.body_hash)
+    .bind(record.expires_at)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(claimed.is_some())
+}
+
+/// Stores a run of publishes in one transaction; each gets its outcome, or
+/// `IdempotencyConflict` when its key is taken (that publish then writes nothing).
+pub async fn publish_run(
     shared: &Shared,
-    request: &PublishRequest,
-) -> Result<PublishOutcome, StoreError> {
+    requests: &[&PublishRequest],
+) -> Result<Vec<Result<PublishOutcome, StoreError>>, StoreError> {
     let now = now_millis();
     let started = Instant::now();
     let mut tx = shared.pool.begin().await?;
-    if let Some(record) = &request.idempotency {
-        // Claims the key, or replaces an expired record. A publish with the same key on any
-        // node waits here until this one commits, then finds the key taken.
-        let claimed: Option<i32> = sqlx::query_scalar(
-            "INSERT INTO idempotency_keys \
-             (key, body_hash, ids, recipients, online_sessions, expires_at) \
-             VALUES ($1, $2, '[]', 0, 0, $3) \
-             ON CONFLICT (key) DO UPDATE SET body_hash = excluded.body_hash, ids = '[]', \
-             recipients = 0, online_sessions = 0, expires_at = excluded.expires_at \
-             WHERE idempotency_keys.expires_at <= $4 \
-             RETURNING 1",
-        )
-        .bind(&record.key)
-        .bind(&record.body_hash)
-        .bind(record.expires_at)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if claimed.is_none() {
-            return Err(StoreError::IdempotencyConflict); // dropping `tx` rolls back
-        }
+    // Keys first, in key order (the lock order), each at most once per run.
+    let mut keyed: Vec<(usize, &IdempotencyRecord)> = requests
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.idempotency.as_ref().map(|k| (i, k)))
+        .collect();
+    keyed.sort_by(|a, b| a.1.key.cmp(&b.1.key).then(a.0.cmp(&b.0)));
+    let mut writes = vec![true; requests.len()];
+    let mut previous: Option<&str> = None;
+    for (index, record) in keyed {
+        let repeated = previous == Some(record.key.as_str());
+        previous = Some(record.key.as_str());
+        writes[index] = !repeated && claim(&mut tx, record, now).await?;
     }
-    let requests = [request];
-    let mut plan = PublishPlan::new(&requests, vec![true]);
+    if !writes.contains(&true) {
+        // Nothing to write: dropping `tx` rolls back.
+        return Ok(writes
+            .iter()
+            .map(|_| Err(StoreError::IdempotencyConflict))
+            .collect());
+    }
+    let mut plan = PublishPlan::new(requests, writes);
     advance(
         &mut tx,
         "INSERT INTO user_state (user_id, last_seq, unread) \
@@ -200,11 +226,10 @@ pub async fn publish(
                 .await?;
         }
     }
-    let outcome = match assigned.results.into_iter().next() {
-        Some(result) => result?,
-        None => return Err(StoreError::Closed),
-    };
-    if let Some(record) = &request.idempotency {
+    for (request, result) in requests.iter().zip(&assigned.results) {
+        let (Some(record), Ok(outcome)) = (&request.idempotency, result) else {
+            continue;
+        };
         let ids = serde_json::to_string(&outcome.ids).unwrap_or_else(|_| "[]".into());
         sqlx::query(
             "UPDATE idempotency_keys SET ids = $2, recipients = $3, online_sessions = $4 \
@@ -217,8 +242,8 @@ pub async fn publish(
         .execute(&mut *tx)
         .await?;
     }
-    commit(shared, tx, started, changes).await?;
-    Ok(outcome)
+    commit(shared, tx, (started, requests.len()), changes).await?;
+    Ok(assigned.results)
 }
 
 /// Marks notifications read and returns the user's new unread count.
@@ -270,7 +295,7 @@ pub async fn mark_read(
         user: user.to_string(),
         unread,
     };
-    commit(shared, tx, started, vec![change]).await?;
+    commit(shared, tx, (started, 1), vec![change]).await?;
     Ok(unread)
 }
 
@@ -313,7 +338,7 @@ pub async fn prune(shared: &Shared, policy: RetentionPolicy) -> Result<PruneRepo
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    commit(shared, tx, started, changes).await?;
+    commit(shared, tx, (started, 1), changes).await?;
     let broadcasts = sqlx::query("DELETE FROM broadcasts WHERE created_at < $1")
         .bind(policy.broadcasts_before)
         .execute(pool)

@@ -39,3 +39,30 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod ws;
+
+/// Entry points for the fuzz targets in `fuzz/` that reach code not otherwise public. Not an
+/// API: nothing else may depend on it.
+#[doc(hidden)]
+pub mod fuzzing {
+    use bytes::BytesMut;
+    use tokio::io::AsyncRead;
+
+    use crate::error::ApiError;
+    use crate::server::head::{read_until_decided, Head, FIRST_READ};
+    use crate::ws::handshake::Opening;
+
+    /// The front door's first-head reader ([`server`](crate::server)) over any byte source:
+    /// `Ok` with what the head is, `Err(Some(error))` when it is refused (too large),
+    /// `Err(None)` when the source ends first. The bytes read come back too.
+    pub async fn read_head<R: AsyncRead + Unpin>(
+        io: &mut R,
+    ) -> (Result<Opening, Option<ApiError>>, BytesMut) {
+        let mut buf = BytesMut::with_capacity(FIRST_READ);
+        let verdict = match read_until_decided(io, &mut buf).await {
+            Ok(opening) => Ok(opening),
+            Err(Head::Refused(error)) => Err(Some(error)),
+            Err(Head::Gone | Head::Read(..)) => Err(None),
+        };
+        (verdict, buf)
+    }
+}

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
 use crate::error::ApiError;
@@ -20,7 +20,7 @@ pub const MAX_HEAD: usize = 32 * 1024;
 /// How long a connection may take to send its first request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The buffer a head is first read into; most heads fit.
-const FIRST_READ: usize = 2048;
+pub(crate) const FIRST_READ: usize = 2048;
 
 /// How a connection's first request head turned out.
 #[derive(Debug)]
@@ -43,8 +43,12 @@ pub async fn read(io: &mut TcpStream) -> Head {
     }
 }
 
-/// What the head is, or why there is none.
-async fn read_until_decided(io: &mut TcpStream, buf: &mut BytesMut) -> Result<Opening, Head> {
+/// What the head is, or why there is none. Generic over the byte source so that the fuzz
+/// targets can drive it from memory, a chunk at a time.
+pub(crate) async fn read_until_decided<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+) -> Result<Opening, Head> {
     loop {
         if buf.len() == buf.capacity() {
             if buf.len() >= MAX_HEAD {

@@ -7,7 +7,7 @@
 //! actix-web application through actix-http's HTTP service. Workers, graceful shutdown and the
 //! accept loop (which backs off when accepting fails, as on EMFILE) are actix-server's.
 
-mod head;
+pub(crate) mod head;
 mod prefixed;
 
 use std::io;

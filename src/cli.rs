@@ -41,15 +41,15 @@ pub struct ServeArgs {
     pub listen: Option<String>,
     #[command(flatten)]
     pub database: DatabaseArg,
-    /// Fan-out between nodes: `memory`, one node, the only broker built so far (overrides
-    /// `broker`).
+    /// Fan-out between nodes: `memory` (one node) or `redis://…` (several nodes on one
+    /// database) (overrides `broker`).
     #[arg(long)]
     pub broker: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct DatabaseArg {
-    /// SQLite file or `sqlite:` URL (overrides `database`).
+    /// SQLite file, `sqlite:` URL, or `postgres://…` URL (overrides `database`).
     #[arg(long)]
     pub database: Option<String>,
 }

@@ -18,7 +18,7 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     let fleet = Fleet::connect(common, clients, |k| Some(format!("fan-{k}"))).await?;
     let connected = clients - fleet.failed;
-    let publisher = Publisher::new(&common.url, &common.key)?;
+    let publisher = Publisher::new(common.publish_base(), &common.key)?;
     let mut accepted: Vec<u32> = Vec::with_capacity(events);
     let mut http_errors = 0;
     eprintln!(

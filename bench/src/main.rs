@@ -38,6 +38,10 @@ pub struct Common {
     /// Base URL of the informd server.
     #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// Base URL to publish to, when not `url`: another node of the same deployment, so that
+    /// every delivery crosses the broker.
+    #[arg(long, global = true)]
+    pub publish_url: Option<String>,
     /// HS256 secret the server verifies user tokens with.
     #[arg(
         long,
@@ -68,6 +72,13 @@ pub struct Common {
     /// Seconds to wait for outstanding deliveries once publishing is done.
     #[arg(long, global = true, default_value_t = 30)]
     pub drain_timeout: u64,
+}
+
+impl Common {
+    /// Where publishes go: `publish_url`, or the node the clients use.
+    pub fn publish_base(&self) -> &str {
+        self.publish_url.as_deref().unwrap_or(&self.url)
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -47,7 +47,7 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
             .map(|_| online[fastrand::usize(..online.len())])
             .collect(),
     );
-    let publisher = Publisher::new(&common.url, &common.key)?;
+    let publisher = Publisher::new(common.publish_base(), &common.key)?;
     let next_request = Arc::new(AtomicUsize::new(0));
     eprintln!(
         "publishing {} notifications to {} sessions in requests of {}, {} at a time{}",

@@ -1,20 +1,34 @@
 #!/usr/bin/env bash
-# Runs one informd-bench scenario across two informd nodes on one fresh PostgreSQL database
-# with a Redis of its own between them: clients connect to the second node, publishes go to
-# the first, so every delivery crosses Redis.
+# Runs informd-bench across informd nodes on one fresh PostgreSQL database with a Redis of
+# their own between them, so that every delivery crosses Redis.
 #
 #   scripts/bench-cluster.sh targeted --clients 1000 --events 20000 --concurrency 16
+#       two nodes, one generator: clients on the second node, publishes to the first
+#   scripts/bench-cluster.sh --spread 3 fanout --clients 18000 --events 60 --rate 1
+#       three nodes, one generator per node (its own process, so its own file limit): the
+#       sessions of node i subscribe to topic article:bench-i, whose events are published
+#       on node i+1
 #
 # Needs the machine's PostgreSQL (scripts/deps/postgres.sh) and redis-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+spread=0
+if [ "${1:-}" = "--spread" ]; then
+  spread=$2
+  shift 2
+fi
 
 cargo build --release --quiet -p informd -p informd-bench
 bin=target/release
 server=${INFORMD_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}
 database="informd_bench_$$"
 redis_port=$((20000 + $$ % 10000))
-ports=(18481 18482)
+if [ "$spread" -gt 0 ]; then
+  ports=($(seq 18481 $((18480 + spread))))
+else
+  ports=(18481 18482)
+fi
 work=$(mktemp -d)
 pids=()
 
@@ -45,6 +59,28 @@ for port in "${ports[@]}"; do
   curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$work/node-$port.log"; exit 1; }
 done
 
-echo "=== nodes ${ports[*]} on PostgreSQL $database, Redis :$redis_port; clients on ${ports[1]}, publishes to ${ports[0]}"
-"$bin/informd-bench" --url "http://127.0.0.1:${ports[1]}" \
-  --publish-url "http://127.0.0.1:${ports[0]}" --pid "${pids[2]}" "$@"
+if [ "$spread" -eq 0 ]; then
+  echo "=== nodes ${ports[*]} on PostgreSQL $database, Redis :$redis_port; clients on ${ports[1]}, publishes to ${ports[0]}"
+  "$bin/informd-bench" --url "http://127.0.0.1:${ports[1]}" \
+    --publish-url "http://127.0.0.1:${ports[0]}" --pid "${pids[2]}" "$@"
+  exit
+fi
+
+echo "=== ${#ports[@]} nodes ${ports[*]} on PostgreSQL $database, Redis :$redis_port; one generator per node"
+generators=()
+for i in "${!ports[@]}"; do
+  next=$(( (i + 1) % ${#ports[@]} ))
+  "$bin/informd-bench" --url "http://127.0.0.1:${ports[$i]}" \
+    --publish-url "http://127.0.0.1:${ports[$next]}" --pid "${pids[$((i + 1))]}" \
+    --source-ips "127.0.$((i + 1)).2-127.0.$((i + 1)).9" "$@" --topic "article:bench-$i" \
+    >"$work/generator-$i.json" 2>"$work/generator-$i.log" &
+  generators+=($!)
+done
+failed=0
+for i in "${!generators[@]}"; do
+  wait "${generators[$i]}" || failed=1
+  echo "--- node ${ports[$i]} (published on node ${ports[$(( (i + 1) % ${#ports[@]} ))]})"
+  grep -v "sessions settled" "$work/generator-$i.log" || true
+  cat "$work/generator-$i.json"
+done
+exit "$failed"

@@ -114,16 +114,27 @@ async fn open(
 
 /// Waits for the `welcome` frame.
 async fn welcome(ws: &mut WebSocketStream<TcpStream>) -> anyhow::Result<()> {
+    wait_for(ws, "welcome").await
+}
+
+/// Subscribes to `topic` and waits for the server's `subscribed`.
+async fn subscribe(ws: &mut WebSocketStream<TcpStream>, topic: &str) -> anyhow::Result<()> {
+    let frame = serde_json::json!({"type": "subscribe", "topic": topic}).to_string();
+    ws.send(Message::Text(frame)).await?;
+    wait_for(ws, "subscribed").await
+}
+
+/// Reads until a frame of type `kind` arrives.
+async fn wait_for(ws: &mut WebSocketStream<TcpStream>, kind: &str) -> anyhow::Result<()> {
+    let wanted = format!(r#""type":"{kind}""#);
     loop {
         match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) if text.contains(r#""type":"welcome""#) => {
-                return Ok(())
-            }
+            Ok(Some(Ok(Message::Text(text)))) if text.contains(&wanted) => return Ok(()),
             Ok(Some(Ok(Message::Close(frame)))) => return Err(anyhow!("closed: {frame:?}")),
             Ok(Some(Ok(_))) => continue,
             Ok(Some(Err(e))) => return Err(e.into()),
-            Ok(None) => return Err(anyhow!("closed before welcome")),
-            Err(_) => return Err(anyhow!("no welcome within 30 s")),
+            Ok(None) => return Err(anyhow!("closed before {kind}")),
+            Err(_) => return Err(anyhow!("no {kind} within 30 s")),
         }
     }
 }
@@ -190,6 +201,16 @@ impl Fleet {
         n: usize,
         user: impl Fn(usize) -> Option<String>,
     ) -> anyhow::Result<Fleet> {
+        Fleet::connect_subscribed(common, n, user, None).await
+    }
+
+    /// [`Fleet::connect`], each session also subscribed to `topic` before it counts as ready.
+    pub async fn connect_subscribed(
+        common: &Common,
+        n: usize,
+        user: impl Fn(usize) -> Option<String>,
+        topic: Option<&str>,
+    ) -> anyhow::Result<Fleet> {
         let server = server_addr(&common.url)?;
         let gate = Arc::new(Semaphore::new(common.connect_concurrency.max(1)));
         let progress = Arc::new(Progress::default());
@@ -208,11 +229,15 @@ impl Fleet {
             let ready = ready_tx.clone();
             let stop = stop_rx.clone();
             let progress = progress.clone();
+            let topic = topic.map(str::to_string);
             tasks.push(tokio::spawn(async move {
                 let connected = async {
                     let _permit = gate.acquire().await?;
                     let mut ws = open(server, source, &path).await?;
                     welcome(&mut ws).await?;
+                    if let Some(topic) = &topic {
+                        subscribe(&mut ws, topic).await?;
+                    }
                     anyhow::Ok(ws)
                 }
                 .await;

@@ -1,4 +1,5 @@
-//! `fanout`: `global` broadcasts, each of which every session must receive exactly once.
+//! `fanout`: broadcasts on `global` (or on one topic every session subscribes to), each of
+//! which every session must receive exactly once.
 
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,11 @@ pub async fn run(
     clients: usize,
     events: usize,
     rate: f64,
+    topic: &str,
 ) -> anyhow::Result<Summary> {
-    let fleet = Fleet::connect(common, clients, |k| Some(format!("fan-{k}"))).await?;
+    let subscribe = (topic != "global").then_some(topic);
+    let fleet =
+        Fleet::connect_subscribed(common, clients, |k| Some(format!("fan-{k}")), subscribe).await?;
     let connected = clients - fleet.failed;
     let publisher = Publisher::new(common.publish_base(), &common.key)?;
     let mut accepted: Vec<u32> = Vec::with_capacity(events);
@@ -39,7 +43,7 @@ pub async fn run(
             i: i as u32,
             t: now_micros(),
         };
-        let body = json!({"topic": "global", "data": probe}).to_string();
+        let body = json!({"topic": topic, "data": probe}).to_string();
         match publisher.post(body).await {
             Ok(()) => accepted.push(i as u32),
             Err(e) => {

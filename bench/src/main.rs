@@ -99,6 +99,10 @@ enum Scenario {
         events: usize,
         #[arg(long, default_value_t = 0.0)]
         rate: f64,
+        /// The topic to broadcast on; every session subscribes to it first (a public prefix,
+        /// such as `article:1`), unless it is `global`.
+        #[arg(long, default_value = "global")]
+        topic: String,
     },
     /// Notify random connected users E times at R notifications/s (0: unpaced).
     Targeted {
@@ -184,7 +188,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             clients,
             events,
             rate,
-        } => fanout::run(&cli.common, clients, events, rate).await?,
+            topic,
+        } => fanout::run(&cli.common, clients, events, rate, &topic).await?,
         Scenario::Targeted {
             clients,
             events,

@@ -370,6 +370,24 @@ impl TestApp {
         (client, welcome)
     }
 
+    /// A session for `user` whose socket has a 4 KiB receive buffer, so that the server's
+    /// buffers fill soon once it stops reading: a slow consumer. Its `welcome` is read.
+    pub async fn connect_slow_reader(&self, user: &str) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("receive buffer");
+        let stream = socket
+            .connect(([127, 0, 0, 1], self.port).into())
+            .await
+            .expect("connect");
+        let url = self.ws_url(&format!("?token={}", self.token(user)));
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("handshake");
+        let mut client = Client { ws };
+        client.next_of_type("welcome").await;
+        client
+    }
+
     /// `GET` with the user's token.
     pub async fn get_as(&self, user: &str, path: &str) -> reqwest::Response {
         self.http

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::net::TcpSocket;
 
 use crate::daemon::{configured, Daemon};
 use crate::helpers::{code, spawn_app, spawn_app_with, Client, Event, TestApp};
@@ -161,19 +160,7 @@ async fn sessions_deliveries_publishes_and_refusals_are_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_close_is_counted() {
     let app = spawn_app_with(|c| c.outbound_queue = 4).await;
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket
-        .connect(format!("127.0.0.1:{}", app.port).parse().unwrap())
-        .await
-        .unwrap();
-    let url = app.ws_url(&format!("?token={}", app.token("slow")));
-    let (ws, _) =
-        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-            .await
-            .unwrap();
-    let mut slow = Client { ws };
-    slow.next_of_type("welcome").await;
+    let mut slow = app.connect_slow_reader("slow").await;
     let pad = "x".repeat(16 * 1024);
     for _ in 0..10 {
         let batch: Vec<_> = (0..10)

@@ -2,9 +2,8 @@
 //! nothing: it resumes with `since`.
 
 use serde_json::json;
-use tokio::net::TcpSocket;
 
-use crate::helpers::{code, spawn_app_with, Client};
+use crate::helpers::{code, spawn_app_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_closed_with_1013_and_does_not_delay_others() {
@@ -13,20 +12,7 @@ async fn a_client_that_never_reads_is_closed_with_1013_and_does_not_delay_others
         c.max_publish_bytes = 4 * 1024 * 1024;
     })
     .await;
-    // The slow client's socket has a tiny receive buffer so the server's buffers fill soon.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket
-        .connect(format!("127.0.0.1:{}", app.port).parse().unwrap())
-        .await
-        .unwrap();
-    let url = app.ws_url(&format!("?token={}", app.token("slow")));
-    let (ws, _) =
-        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-            .await
-            .unwrap();
-    let mut slow = Client { ws };
-    slow.next_of_type("welcome").await;
+    let mut slow = app.connect_slow_reader("slow").await;
     let (mut fast, _) = app.connect_user("fast", "").await;
     let total = 300;
     // The fast client reads all the time, as a browser tab does.

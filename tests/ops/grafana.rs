@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
-use tokio::net::TcpSocket;
 
 use crate::helpers::{spawn_app_with, Client, Event};
 use crate::render::shipped;
@@ -67,19 +66,7 @@ async fn live_metrics() -> String {
     assert!(Client::connect(&bad, &[]).await.is_err());
 
     // A client that does not read, with a tiny receive buffer, is closed as a slow consumer.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket
-        .connect(format!("127.0.0.1:{}", app.port).parse().unwrap())
-        .await
-        .unwrap();
-    let url = app.ws_url(&format!("?token={}", app.token("slow")));
-    let (ws, _) =
-        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-            .await
-            .unwrap();
-    let mut slow = Client { ws };
-    slow.next_of_type("welcome").await;
+    let mut slow = app.connect_slow_reader("slow").await;
     let pad = "x".repeat(16 * 1024);
     for _ in 0..10 {
         let batch: Vec<_> = (0..10)

@@ -14,6 +14,8 @@ pub const GLOBAL_TOPIC: &str = "global";
 pub const MAX_USER_ID_BYTES: usize = 128;
 /// Longest topic name, bytes.
 pub const MAX_TOPIC_BYTES: usize = 128;
+/// Longest `group` of a notification, in bytes.
+pub const MAX_GROUP_BYTES: usize = 128;
 /// Most events in one `POST /publish` batch.
 pub const MAX_BATCH: usize = 1000;
 /// Most recipients of one notification event.
@@ -39,6 +41,8 @@ pub struct NotificationInput {
     pub actor: Option<Box<RawValue>>,
     pub subject: Option<Box<RawValue>>,
     pub data: Option<Box<RawValue>>,
+    /// Events of one group fold into one unread notification (see docs/PROTOCOL.md).
+    pub group: Option<String>,
 }
 
 /// A broadcast before it is stored.
@@ -192,7 +196,7 @@ fn parse_event(value: &Value, path: &str) -> Result<EventInput, FieldError> {
         };
         return Err(FieldError::new(name, "an event must be a JSON object"));
     };
-    let known = ["to", "kind", "actor", "subject", "data", "topic"];
+    let known = ["to", "kind", "actor", "subject", "data", "topic", "group"];
     if let Some(unknown) = object.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(FieldError::new(field(unknown), "unknown field"));
     }
@@ -207,7 +211,7 @@ fn parse_event(value: &Value, path: &str) -> Result<EventInput, FieldError> {
             "missing: a notification needs `to`, a broadcast needs `topic`",
         )),
         (None, Some(topic)) => {
-            for name in ["kind", "actor", "subject"] {
+            for name in ["kind", "actor", "subject", "group"] {
                 if object.contains_key(name) {
                     return Err(FieldError::new(field(name), "not allowed on a broadcast"));
                 }
@@ -235,8 +239,39 @@ fn parse_event(value: &Value, path: &str) -> Result<EventInput, FieldError> {
                 actor: optional_object(object, "actor", &field("actor"))?,
                 subject: optional_object(object, "subject", &field("subject"))?,
                 data,
+                group: optional_group(object, &field("group"))?,
             }))
         }
+    }
+}
+
+/// `group`: absent or null, else a non-empty string of at most [`MAX_GROUP_BYTES`] bytes
+/// without control characters.
+fn optional_group(object: &Map<String, Value>, field: &str) -> Result<Option<String>, FieldError> {
+    match object.get("group") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(group)) => {
+            if group.is_empty() || group.len() > MAX_GROUP_BYTES {
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "must be 1 to {MAX_GROUP_BYTES} bytes long, got {}",
+                        group.len()
+                    ),
+                ));
+            }
+            if group.chars().any(char::is_control) {
+                return Err(FieldError::new(
+                    field,
+                    "must not contain control characters",
+                ));
+            }
+            Ok(Some(group.clone()))
+        }
+        Some(other) => Err(FieldError::new(
+            field,
+            format!("must be a string, got {}", json_kind(other)),
+        )),
     }
 }
 
@@ -372,6 +407,27 @@ mod tests {
         let err = parse_events(&Value::Array(batch)).unwrap_err();
         assert_eq!(err.field, "body");
         assert!(err.message.contains("11000"));
+    }
+
+    #[test]
+    fn a_group_is_an_optional_bounded_string() -> Result<(), Box<dyn std::error::Error>> {
+        let events = parse_events(&json!({"to": "1", "kind": "like", "group": "like:article:99"}))?;
+        let EventInput::Notification(n) = &events[0] else {
+            panic!("expected a notification")
+        };
+        assert_eq!(n.group.as_deref(), Some("like:article:99"));
+        let events = parse_events(&json!({"to": "1", "kind": "like", "group": null}))?;
+        let EventInput::Notification(n) = &events[0] else {
+            panic!("expected a notification")
+        };
+        assert_eq!(n.group, None);
+        for bad in [json!(""), json!("x".repeat(129)), json!(7), json!("a\nb")] {
+            let err = parse_events(&json!({"to": "1", "kind": "x", "group": bad})).unwrap_err();
+            assert_eq!(err.field, "group", "{bad}");
+        }
+        let err = parse_events(&json!({"topic": "global", "group": "g"})).unwrap_err();
+        assert_eq!(err.field, "group");
+        Ok(())
     }
 
     #[test]

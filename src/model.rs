@@ -52,19 +52,32 @@ pub struct BroadcastInput {
     pub data: Option<Box<RawValue>>,
 }
 
-/// A stored notification, exactly as clients see it in frames and the REST API.
+/// A stored notification, exactly as clients see it in frames and the REST API. A grouped
+/// one stands for several events: it shows the latest event's actor, subject and data.
 #[derive(Debug, Clone, Serialize)]
 pub struct Notification {
     pub id: i64,
     pub seq: i64,
     pub kind: String,
+    /// The latest event's actor (kept beside `actors` for clients written before grouping).
     pub actor: Option<Box<RawValue>>,
     pub subject: Option<Box<RawValue>>,
     pub data: Option<Box<RawValue>>,
     /// RFC 3339, UTC, milliseconds.
     pub created_at: String,
     pub read: bool,
+    /// How many events it stands for (1 without `group`).
+    pub count: i64,
+    /// The latest [`MAX_ACTORS`] distinct actors, newest first; empty without actors.
+    pub actors: Vec<Box<RawValue>>,
+    /// When an event last changed it (RFC 3339, like `created_at`).
+    pub updated_at: String,
+    /// The `group` its events were published with.
+    pub group: Option<String>,
 }
+
+/// Distinct actors a grouped notification lists: enough for "carol, bob and alice".
+pub const MAX_ACTORS: usize = 3;
 
 /// A stored broadcast.
 #[derive(Debug, Clone)]

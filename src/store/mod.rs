@@ -10,6 +10,7 @@
 //!   order, before answering the caller: that is how live delivery stays in `seq` order.
 
 mod counted;
+mod fold;
 mod plan;
 mod postgres;
 mod replay;

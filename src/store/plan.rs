@@ -1,24 +1,24 @@
 //! Planning a run of publishes, the same for every backend: which requests write (their
 //! idempotency key is free), how many events each user and topic stream gets, and, once the
-//! backend has moved the streams forward and handed out ids, which id, seq and badge each
-//! event gets, in request, event and recipient order. The backend only runs the statements.
+//! backend has moved the streams forward, found the recipients' unread notifications of the
+//! run's groups and handed out ids, which id, seq and badge each event gets, in request, event
+//! and recipient order. An event of a group the recipient has unread folds into that
+//! notification (same id, new seq, badge unchanged) instead of adding a row. The backend only
+//! runs the statements.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 
-use crate::model::{rfc3339_millis, Broadcast, EventInput, Notification};
+use crate::model::{rfc3339_millis, Broadcast, EventInput, Notification, NotificationInput};
+use crate::store::fold::{actors_json, merge_actors, stored_actors};
 use crate::store::{Change, PublishOutcome, PublishRequest, StoreError};
 
-/// A notification row to insert. (The short field names are what SQLite's `json_each` reads.)
-#[derive(Debug, Serialize)]
-pub struct NotificationRow<'a> {
-    #[serde(rename = "i")]
-    pub id: i64,
-    #[serde(rename = "u")]
-    pub user: &'a str,
-    #[serde(rename = "s")]
-    pub seq: i64,
+/// What a notification shows of the latest event it stands for. (The short field names are
+/// what SQLite's `json_each` reads.)
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Content<'a> {
     #[serde(rename = "k")]
     pub kind: &'a str,
     /// JSON text, exactly as published.
@@ -28,6 +28,85 @@ pub struct NotificationRow<'a> {
     pub subject: Option<&'a str>,
     #[serde(rename = "d")]
     pub data: Option<&'a str>,
+}
+
+impl<'a> Content<'a> {
+    fn of(n: &'a NotificationInput) -> Content<'a> {
+        Content {
+            kind: &n.kind,
+            actor: n.actor.as_ref().map(|v| v.get()),
+            subject: n.subject.as_ref().map(|v| v.get()),
+            data: n.data.as_ref().map(|v| v.get()),
+        }
+    }
+}
+
+/// A notification row to insert.
+#[derive(Debug, Serialize)]
+pub struct NotificationRow<'a> {
+    #[serde(rename = "i")]
+    pub id: i64,
+    #[serde(rename = "u")]
+    pub user: &'a str,
+    #[serde(rename = "s")]
+    pub seq: i64,
+    #[serde(flatten)]
+    pub content: Content<'a>,
+    /// The event's `group`, if any.
+    #[serde(rename = "g")]
+    pub group: Option<&'a str>,
+    /// Events it stands for: more than 1 when later events of the run folded into it.
+    #[serde(rename = "c")]
+    pub count: i64,
+    /// The actors as a JSON array, for a grouped row (a plain row lists its one actor).
+    #[serde(rename = "x")]
+    pub actors: Option<String>,
+}
+
+/// The new state of a stored unread notification that events of the run folded into.
+#[derive(Debug, Serialize)]
+pub struct GroupUpdate<'a> {
+    #[serde(rename = "i")]
+    pub id: i64,
+    #[serde(rename = "s")]
+    pub seq: i64,
+    #[serde(flatten)]
+    pub content: Content<'a>,
+    #[serde(rename = "c")]
+    pub count: i64,
+    /// JSON array.
+    #[serde(rename = "x")]
+    pub actors: String,
+}
+
+/// A recipient's unread notification of a group, as the backend found it in the database.
+#[derive(Debug, Clone)]
+pub struct OpenGroup {
+    pub id: i64,
+    pub count: i64,
+    pub actors: Vec<Box<RawValue>>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// Where a group's notification is written in this run.
+#[derive(Debug, Clone, Copy)]
+enum Written {
+    /// Not yet: it is only in the database.
+    NotYet,
+    /// As `Assigned::updates[i]`.
+    Update(usize),
+    /// As `Assigned::notifications[i]`, a row new in this run.
+    Insert(usize),
+}
+
+/// One (recipient, group) pair of the run: how many events it gets, and the notification
+/// they fold into once known.
+#[derive(Debug)]
+struct GroupState {
+    events: i64,
+    open: Option<OpenGroup>,
+    written: Written,
 }
 
 /// A broadcast row to insert.
@@ -47,6 +126,8 @@ pub struct BroadcastRow<'a> {
 #[derive(Debug, Default, Clone, Copy)]
 struct Stream {
     added: i64,
+    /// Events of the run that folded into a notification already unread (no badge change).
+    folded: i64,
     /// Seq of the next event to assign (set from where the backend moved the stream to).
     next_seq: i64,
     /// Unread count after the next notification (users only).
@@ -116,12 +197,16 @@ pub struct PublishPlan<'a> {
     pub users: Streams<'a>,
     /// The topic streams the writing requests touch.
     pub topics: Streams<'a>,
+    /// The (recipient, group) pairs of the writing requests' grouped notifications.
+    groups: HashMap<(String, String), GroupState>,
 }
 
-/// What [`PublishPlan::assign`] produced: the rows to insert, and per request its outcome
-/// (or `IdempotencyConflict` when its key was taken).
+/// What [`PublishPlan::assign`] produced: the rows to insert or update, and per request its
+/// outcome (or `IdempotencyConflict` when its key was taken).
 pub struct Assigned<'a> {
     pub notifications: Vec<NotificationRow<'a>>,
+    /// Unread notifications already stored that events folded into.
+    pub updates: Vec<GroupUpdate<'a>>,
     pub broadcasts: Vec<BroadcastRow<'a>>,
     pub results: Vec<Result<PublishOutcome, StoreError>>,
 }
@@ -144,23 +229,106 @@ impl<'a> PublishPlan<'a> {
             EventInput::Broadcast(b) => Some(b.topic.as_str()),
             EventInput::Notification(_) => None,
         }));
+        let mut groups = HashMap::new();
+        for event in included() {
+            let EventInput::Notification(
+                n @ NotificationInput {
+                    group: Some(group), ..
+                },
+            ) = event
+            else {
+                continue;
+            };
+            for user in &n.to {
+                groups
+                    .entry((user.clone(), group.clone()))
+                    .or_insert(GroupState {
+                        events: 0,
+                        open: None,
+                        written: Written::NotYet,
+                    })
+                    .events += 1;
+            }
+        }
         PublishPlan {
             requests,
             writes,
             users,
             topics,
+            groups,
         }
     }
 
-    /// How many ids the run needs: one per notification row and per broadcast.
+    /// The (recipient, group) pairs whose unread notification the backend must look up, once
+    /// it holds the recipients' stream rows (so that no other transaction changes them), in
+    /// recipient order.
+    pub fn group_keys(&self) -> Vec<(&str, &str)> {
+        let mut keys: Vec<(&str, &str)> = self
+            .groups
+            .keys()
+            .map(|(user, group)| (user.as_str(), group.as_str()))
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Records the recipients' unread notifications of the run's groups, as the backend
+    /// found them: rows of `user_id, group_key, id, event_count, actors, actor, created_at`.
+    pub fn found_open_rows<R>(&mut self, rows: &[R]) -> Result<(), sqlx::Error>
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        for row in rows {
+            let key: (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            let actors: Option<String> = row.try_get(4)?;
+            let actor: Option<String> = row.try_get(5)?;
+            let actor = actor.and_then(|a| RawValue::from_string(a).ok());
+            let open = OpenGroup {
+                id: row.try_get(2)?,
+                count: row.try_get(3)?,
+                actors: stored_actors(actors.as_deref(), actor.as_deref()),
+                created_at: row.try_get(6)?,
+            };
+            if let Some(state) = self.groups.get_mut(&key) {
+                state.open = Some(open);
+            }
+        }
+        Ok(())
+    }
+
+    /// How many ids the run needs: one per new notification row and per broadcast (an event
+    /// that folds into a notification keeps that one's id).
     pub fn id_count(&self) -> i64 {
         let users: i64 = self.users.counts().map(|(_, n)| n).sum();
         let topics: i64 = self.topics.counts().map(|(_, n)| n).sum();
-        users + topics
+        let folding: i64 = self
+            .groups
+            .values()
+            .map(|g| g.events - i64::from(g.open.is_none()))
+            .sum();
+        users + topics - folding
+    }
+
+    /// After [`PublishPlan::assign`]: per recipient some of whose events folded, how many. The
+    /// backend moved the badge up by every event; it takes these back off.
+    pub fn folded(&self) -> Vec<(&'a str, i64)> {
+        let mut folded: Vec<(&'a str, i64)> = self
+            .users
+            .order
+            .iter()
+            .map(|k| (*k, self.users.streams[k].folded))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        folded.sort_unstable();
+        folded
     }
 
     /// Gives every event its id (from `ids`, in order), seq and badge, once every stream was
-    /// moved forward ([`Streams::moved_to`]); appends the changes to deliver to `changes`.
+    /// moved forward ([`Streams::moved_to`]) and the open groups were found
+    /// ([`PublishPlan::found_open`]); appends the changes to deliver to `changes`.
     pub fn assign(
         &mut self,
         mut ids: impl Iterator<Item = i64>,
@@ -175,10 +343,12 @@ impl<'a> PublishPlan<'a> {
         };
         let mut assigned = Assigned {
             notifications: Vec::new(),
+            updates: Vec::new(),
             broadcasts: Vec::new(),
             results: Vec::with_capacity(self.requests.len()),
         };
-        for (request, free) in self.requests.iter().zip(&self.writes) {
+        let requests = self.requests;
+        for (request, free) in requests.iter().zip(&self.writes) {
             if !free {
                 assigned.results.push(Err(StoreError::IdempotencyConflict));
                 continue;
@@ -192,34 +362,33 @@ impl<'a> PublishPlan<'a> {
                             let Some(stream) = self.users.streams.get_mut(user.as_str()) else {
                                 continue; // every recipient was counted in `new`
                             };
-                            let (id, seq, unread) =
-                                (next_id()?, stream.next_seq, stream.next_unread);
+                            let seq = stream.next_seq;
                             stream.next_seq += 1;
-                            stream.next_unread += 1;
-                            assigned.notifications.push(NotificationRow {
-                                id,
-                                user,
-                                seq,
-                                kind: &n.kind,
-                                actor: n.actor.as_ref().map(|v| v.get()),
-                                subject: n.subject.as_ref().map(|v| v.get()),
-                                data: n.data.as_ref().map(|v| v.get()),
-                            });
-                            event_ids.push(id);
+                            let group = n
+                                .group
+                                .as_ref()
+                                .and_then(|g| self.groups.get_mut(&(user.clone(), g.clone())));
+                            let notification = match group {
+                                Some(GroupState {
+                                    open: Some(open),
+                                    written,
+                                    ..
+                                }) => {
+                                    stream.folded += 1;
+                                    fold((open, written), n, seq, now, &mut assigned)
+                                }
+                                group => {
+                                    stream.next_unread += 1;
+                                    let id = next_id()?;
+                                    insert(group, n, user, (id, seq), now, &mut assigned)
+                                }
+                            };
+                            event_ids.push(notification.id);
                             recipients += 1;
                             changes.push(Change::Notified {
                                 user: user.clone(),
-                                notification: Notification {
-                                    id,
-                                    seq,
-                                    kind: n.kind.clone(),
-                                    actor: n.actor.clone(),
-                                    subject: n.subject.clone(),
-                                    data: n.data.clone(),
-                                    created_at: created_at.clone(),
-                                    read: false,
-                                },
-                                unread,
+                                notification,
+                                unread: stream.next_unread - 1,
                                 published: request.received,
                             });
                         }
@@ -275,4 +444,107 @@ impl<'a> PublishPlan<'a> {
             .map(|(topic, last)| (topic, last - history))
             .collect()
     }
+}
+
+/// A notification as clients see it right after event `n` made or changed it.
+fn shown(n: &NotificationInput, (id, seq): (i64, i64), group: &Grouped, now: i64) -> Notification {
+    Notification {
+        id,
+        seq,
+        kind: n.kind.clone(),
+        actor: n.actor.clone(),
+        subject: n.subject.clone(),
+        data: n.data.clone(),
+        created_at: rfc3339_millis(group.created_at),
+        read: false,
+        count: group.count,
+        actors: group.actors.clone(),
+        updated_at: rfc3339_millis(now),
+        group: n.group.clone(),
+    }
+}
+
+/// What a notification stands for after an event.
+struct Grouped {
+    count: i64,
+    actors: Vec<Box<RawValue>>,
+    created_at: i64,
+}
+
+/// A new row for event `n` to `user`; when grouped, later events of the run fold into it.
+fn insert<'a>(
+    group: Option<&mut GroupState>,
+    n: &'a NotificationInput,
+    user: &'a str,
+    (id, seq): (i64, i64),
+    now: i64,
+    assigned: &mut Assigned<'a>,
+) -> Notification {
+    let actors = merge_actors(&[], n.actor.as_deref());
+    let stored_actors = group.is_some().then(|| actors_json(&actors));
+    if let Some(group) = group {
+        group.open = Some(OpenGroup {
+            id,
+            count: 1,
+            actors: actors.clone(),
+            created_at: now,
+        });
+        group.written = Written::Insert(assigned.notifications.len());
+    }
+    assigned.notifications.push(NotificationRow {
+        id,
+        user,
+        seq,
+        content: Content::of(n),
+        group: n.group.as_deref(),
+        count: 1,
+        actors: stored_actors,
+    });
+    let grouped = Grouped {
+        count: 1,
+        actors,
+        created_at: now,
+    };
+    shown(n, (id, seq), &grouped, now)
+}
+
+/// Folds event `n` into the group's unread notification (stored, or new in this run): it
+/// gets `seq`, one more event, the actor and the event's content.
+fn fold<'a>(
+    (open, written): (&mut OpenGroup, &mut Written),
+    n: &'a NotificationInput,
+    seq: i64,
+    now: i64,
+    assigned: &mut Assigned<'a>,
+) -> Notification {
+    open.count += 1;
+    open.actors = merge_actors(&open.actors, n.actor.as_deref());
+    let (content, actors) = (Content::of(n), actors_json(&open.actors));
+    match *written {
+        Written::Insert(i) => {
+            let row = &mut assigned.notifications[i];
+            (row.seq, row.content, row.count) = (seq, content, open.count);
+            row.actors = Some(actors);
+        }
+        Written::Update(i) => {
+            let row = &mut assigned.updates[i];
+            (row.seq, row.content, row.count, row.actors) = (seq, content, open.count, actors);
+        }
+        Written::NotYet => {
+            *written = Written::Update(assigned.updates.len());
+            assigned.updates.push(GroupUpdate {
+                id: open.id,
+                seq,
+                content,
+                count: open.count,
+                actors,
+            });
+        }
+    }
+    let grouped = Grouped {
+        count: open.count,
+        actors: open.actors.clone(),
+        created_at: open.created_at,
+    };
+    shown(n, (open.id, seq), &grouped, now)
 }

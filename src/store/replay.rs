@@ -1,6 +1,8 @@
 //! Which part of a stream a replay reads, and whether what was read is complete. Shared by
 //! every backend, so SQLite and PostgreSQL answer `resumed.complete` by the same rule.
 
+use super::Replay;
+
 /// Which part of a stream a replay reads, given the stream's latest seq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayWindow {
@@ -49,9 +51,81 @@ impl ReplayWindow {
     }
 }
 
+/// A replay of a user's stream. An event folding into a grouped notification moves it to a
+/// new seq and leaves its old seq empty, so the rows cannot be counted as [`ReplayWindow`]
+/// does: the replay is complete unless retention removed a seq after `since` (`pruned` is the
+/// highest it removed), or more notifications were missed than one replay carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SparseWindow {
+    /// The position the client asked to resume from.
+    pub since: i64,
+    /// The stream's latest seq when the replay was read.
+    pub latest: i64,
+    /// The highest seq retention removed from the stream.
+    pub pruned: i64,
+}
+
+impl SparseWindow {
+    /// Whether there is anything to read at all.
+    pub fn is_empty(&self) -> bool {
+        self.since >= self.latest
+    }
+
+    /// How many rows to read, newest first, for a replay of at most `limit`: one more, which
+    /// tells that some were left out.
+    pub fn rows_to_read(limit: u64) -> i64 {
+        i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1
+    }
+
+    /// The replay of `newest_first` (read with [`SparseWindow::rows_to_read`]), oldest first,
+    /// keeping the newest `limit`.
+    pub fn finish<T>(&self, mut newest_first: Vec<T>, limit: u64) -> Replay<T> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let overflow = newest_first.len() > limit;
+        newest_first.truncate(limit);
+        newest_first.reverse();
+        Replay {
+            items: newest_first,
+            // A client claiming to be ahead of the stream must refetch.
+            complete: self.since <= self.latest && self.since >= self.pruned && !overflow,
+            latest: self.latest,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seqs_left_behind_by_updates_do_not_make_a_replay_incomplete() {
+        let window = SparseWindow {
+            since: 2,
+            latest: 9,
+            pruned: 0,
+        };
+        // Seqs 3..=9, of which only 5 and 9 still hold a notification.
+        let replay = window.finish(vec![9, 5], 10);
+        assert_eq!(replay.items, vec![5, 9]);
+        assert!(replay.complete);
+        let pruned = SparseWindow {
+            pruned: 4,
+            ..window
+        };
+        assert!(!pruned.finish(vec![9, 5], 10).complete);
+        let pruned_before = SparseWindow {
+            pruned: 2,
+            ..window
+        };
+        assert!(pruned_before.finish(vec![9, 5], 10).complete);
+        let overflow = window.finish(vec![9, 5, 4], 2);
+        assert_eq!((overflow.items, overflow.complete), (vec![5, 9], false));
+        let ahead = SparseWindow {
+            since: 10,
+            ..window
+        };
+        assert!(!ahead.finish(Vec::<i64>::new(), 10).complete);
+    }
 
     #[test]
     fn replay_window_keeps_the_newest_when_too_much_was_missed() {

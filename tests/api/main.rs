@@ -14,6 +14,7 @@ mod browser_assets;
 mod cluster;
 mod concurrency;
 mod frontdoor;
+mod grouping;
 mod inbox;
 mod lifecycle;
 mod metrics;

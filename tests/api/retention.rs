@@ -89,6 +89,10 @@ async fn old_notifications_are_pruned_and_the_badge_follows() {
     let (mut client, _) = app.connect_user("1", "&since=0").await;
     assert_eq!(client.notification_seqs(3).await, vec![3, 4, 5]);
     assert_eq!(client.next_of_type("resumed").await["complete"], false);
+    // A client that had the pruned ones misses nothing.
+    let (mut client, _) = app.connect_user("1", "&since=2").await;
+    assert_eq!(client.notification_seqs(3).await, vec![3, 4, 5]);
+    assert_eq!(client.next_of_type("resumed").await["complete"], true);
 }
 
 #[tokio::test]

@@ -27,7 +27,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::replay::ReplayWindow;
+use super::fold::{NotificationColumns, NOTIFICATION_COLUMNS};
+use super::replay::{ReplayWindow, SparseWindow};
 use super::{
     CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay,
     RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
@@ -44,9 +45,6 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Threads driving the store's connections.
 const THREADS: usize = 2;
-
-/// Columns of a notification row, in the order [`notification_from_row`] reads them.
-const NOTIFICATION_COLUMNS: &str = "id, seq, kind, actor, subject, data, created_at, read";
 
 /// What every write needs.
 pub struct Shared {
@@ -191,17 +189,23 @@ fn raw_json(text: Option<String>) -> Option<Box<RawValue>> {
     text.and_then(|t| RawValue::from_string(t).ok())
 }
 
+/// A row of [`NOTIFICATION_COLUMNS`].
 fn notification_from_row(row: &PgRow) -> Result<Notification, sqlx::Error> {
-    Ok(Notification {
+    Ok(NotificationColumns {
         id: row.try_get(0)?,
         seq: row.try_get(1)?,
         kind: row.try_get(2)?,
-        actor: raw_json(row.try_get(3)?),
-        subject: raw_json(row.try_get(4)?),
-        data: raw_json(row.try_get(5)?),
-        created_at: rfc3339_millis(row.try_get(6)?),
+        actor: row.try_get(3)?,
+        subject: row.try_get(4)?,
+        data: row.try_get(5)?,
+        created_at: row.try_get(6)?,
         read: row.try_get(7)?,
-    })
+        count: row.try_get(8)?,
+        actors: row.try_get(9)?,
+        updated_at: row.try_get(10)?,
+        group: row.try_get(11)?,
+    }
+    .into())
 }
 
 /// How to read one kind of stream for a replay.
@@ -211,12 +215,6 @@ struct StreamQuery {
     /// Its rows with `$2 < seq <= $3`, oldest first, by key.
     rows: &'static str,
 }
-
-const USER_STREAM: StreamQuery = StreamQuery {
-    latest: "SELECT last_seq FROM user_state WHERE user_id = $1",
-    rows: "SELECT id, seq, kind, actor, subject, data, created_at, read FROM notifications \
-           WHERE user_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
-};
 
 const TOPIC_STREAM: StreamQuery = StreamQuery {
     latest: "SELECT last_seq FROM topic_state WHERE topic = $1",
@@ -301,16 +299,38 @@ impl Store for PgStore {
         let user = user.to_string();
         self.run(|shared| async move {
             let pool = &shared.pool;
-            let (rows, window) = replay_rows(pool, &USER_STREAM, &user, after, limit).await?;
-            let items = rows
+            // Two statements, as in `replay_rows`: a notification an update moves past
+            // `latest` meanwhile is not read here, and reaches the session live.
+            let (latest, pruned): (i64, i64) =
+                sqlx::query_as("SELECT last_seq, pruned_seq FROM user_state WHERE user_id = $1")
+                    .bind(&user)
+                    .fetch_optional(pool)
+                    .await?
+                    .unwrap_or((0, 0));
+            let window = SparseWindow {
+                since: after,
+                latest,
+                pruned,
+            };
+            let rows = if window.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query(&format!(
+                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+                     WHERE user_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4"
+                ))
+                .bind(&user)
+                .bind(after)
+                .bind(latest)
+                .bind(SparseWindow::rows_to_read(limit))
+                .fetch_all(pool)
+                .await?
+            };
+            let newest_first = rows
                 .iter()
                 .map(notification_from_row)
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Replay {
-                complete: window.complete(items.len()),
-                items,
-                latest: window.latest,
-            })
+            Ok(window.finish(newest_first, limit))
         })
         .await
     }

@@ -127,6 +127,31 @@ async fn claim(
     Ok(claimed.is_some())
 }
 
+/// Finds the recipients' unread notifications of the run's groups. Called once the run holds
+/// the recipients' state rows: every transaction that adds, folds or marks read a user's
+/// notifications takes that row first, so what is found stays true until the run commits,
+/// whichever node publishes. (The unique index on open groups would refuse a second one.)
+async fn find_open_groups(
+    tx: &mut Transaction<'_, Postgres>,
+    plan: &mut PublishPlan<'_>,
+) -> Result<(), StoreError> {
+    let (users, groups): (Vec<&str>, Vec<&str>) = plan.group_keys().into_iter().unzip();
+    if users.is_empty() {
+        return Ok(());
+    }
+    let rows = sqlx::query(
+        "SELECT n.user_id, n.group_key, n.id, n.event_count, n.actors, n.actor, n.created_at \
+         FROM unnest($1::text[], $2::text[]) AS k(u, g) \
+         JOIN notifications AS n ON n.user_id = k.u AND n.group_key = k.g \
+         WHERE n.group_key IS NOT NULL AND NOT n.read",
+    )
+    .bind(users)
+    .bind(groups)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(plan.found_open_rows(&rows)?)
+}
+
 /// Stores a run of publishes in one transaction; each gets its outcome, or
 /// `IdempotencyConflict` when its key is taken (that publish then writes nothing).
 pub async fn publish_run(
@@ -177,6 +202,7 @@ pub async fn publish_run(
         &mut plan.topics,
     )
     .await?;
+    find_open_groups(&mut tx, &mut plan).await?;
     let ids: Vec<i64> =
         sqlx::query_scalar("SELECT nextval('event_ids') FROM generate_series(1, $1)")
             .bind(plan.id_count())
@@ -187,19 +213,93 @@ pub async fn publish_run(
     let notifications = &assigned.notifications;
     if !notifications.is_empty() {
         sqlx::query(
-            "INSERT INTO notifications (id, user_id, seq, kind, actor, subject, data, created_at) \
-             SELECT i, u, s, k, a, b, d, $8 \
+            "INSERT INTO notifications (id, user_id, seq, kind, actor, subject, data, created_at, \
+                                        group_key, event_count, actors) \
+             SELECT i, u, s, k, a, b, d, $8, g, c, x \
              FROM unnest($1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[], \
-                         $6::text[], $7::text[]) AS r(i, u, s, k, a, b, d)",
+                         $6::text[], $7::text[], $9::text[], $10::int8[], $11::text[]) \
+                  AS r(i, u, s, k, a, b, d, g, c, x)",
         )
         .bind(notifications.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind(notifications.iter().map(|r| r.user).collect::<Vec<_>>())
         .bind(notifications.iter().map(|r| r.seq).collect::<Vec<_>>())
-        .bind(notifications.iter().map(|r| r.kind).collect::<Vec<_>>())
-        .bind(notifications.iter().map(|r| r.actor).collect::<Vec<_>>())
-        .bind(notifications.iter().map(|r| r.subject).collect::<Vec<_>>())
-        .bind(notifications.iter().map(|r| r.data).collect::<Vec<_>>())
+        .bind(
+            notifications
+                .iter()
+                .map(|r| r.content.kind)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            notifications
+                .iter()
+                .map(|r| r.content.actor)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            notifications
+                .iter()
+                .map(|r| r.content.subject)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            notifications
+                .iter()
+                .map(|r| r.content.data)
+                .collect::<Vec<_>>(),
+        )
         .bind(now)
+        .bind(notifications.iter().map(|r| r.group).collect::<Vec<_>>())
+        .bind(notifications.iter().map(|r| r.count).collect::<Vec<_>>())
+        .bind(
+            notifications
+                .iter()
+                .map(|r| r.actors.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    let updates = &assigned.updates;
+    if !updates.is_empty() {
+        sqlx::query(
+            "UPDATE notifications SET seq = r.s, kind = r.k, actor = r.a, subject = r.b, \
+                    data = r.d, event_count = r.c, actors = r.x, updated_at = $9 \
+             FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
+                         $6::text[], $7::int8[], $8::text[]) AS r(i, s, k, a, b, d, c, x) \
+             WHERE notifications.id = r.i",
+        )
+        .bind(updates.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(updates.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(updates.iter().map(|r| r.content.kind).collect::<Vec<_>>())
+        .bind(updates.iter().map(|r| r.content.actor).collect::<Vec<_>>())
+        .bind(
+            updates
+                .iter()
+                .map(|r| r.content.subject)
+                .collect::<Vec<_>>(),
+        )
+        .bind(updates.iter().map(|r| r.content.data).collect::<Vec<_>>())
+        .bind(updates.iter().map(|r| r.count).collect::<Vec<_>>())
+        .bind(
+            updates
+                .iter()
+                .map(|r| r.actors.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let (users, folded): (Vec<&str>, Vec<i64>) = plan.folded().into_iter().unzip();
+    if !users.is_empty() {
+        // The streams moved the badge up by every event; a folded one added no unread. (The
+        // rows are locked by this transaction already.)
+        sqlx::query(
+            "UPDATE user_state SET unread = user_state.unread - f.n \
+             FROM unnest($1::text[], $2::int8[]) AS f(u, n) WHERE user_state.user_id = f.u",
+        )
+        .bind(users)
+        .bind(folded)
         .execute(&mut *tx)
         .await?;
     }
@@ -307,10 +407,10 @@ pub async fn prune(shared: &Shared, policy: RetentionPolicy) -> Result<PruneRepo
     let pool = &shared.pool;
     let mut tx = pool.begin().await?;
     let cutoff = policy.notifications_before;
-    // The badge rows first, in user order, as publishes take them.
+    // The state rows first, in user order, as publishes take them.
     sqlx::query(
         "SELECT 1 FROM user_state WHERE user_id IN ( \
-             SELECT DISTINCT user_id FROM notifications WHERE NOT read AND created_at < $1) \
+             SELECT DISTINCT user_id FROM notifications WHERE created_at < $1) \
          ORDER BY user_id FOR UPDATE",
     )
     .bind(cutoff)
@@ -333,6 +433,16 @@ pub async fn prune(shared: &Shared, policy: RetentionPolicy) -> Result<PruneRepo
             unread: row.try_get(1)?,
         });
     }
+    // A replay after a pruned seq is incomplete (see `SparseWindow`).
+    sqlx::query(
+        "UPDATE user_state SET pruned_seq = gone.last \
+         FROM (SELECT user_id, max(seq) AS last FROM notifications WHERE created_at < $1 \
+               GROUP BY user_id) AS gone \
+         WHERE user_state.user_id = gone.user_id AND gone.last > user_state.pruned_seq",
+    )
+    .bind(cutoff)
+    .execute(&mut *tx)
+    .await?;
     let notifications = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
         .bind(cutoff)
         .execute(&mut *tx)

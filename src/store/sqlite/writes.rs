@@ -85,13 +85,6 @@ pub async fn publish_run(
         writes.push(free);
     }
     let mut plan = PublishPlan::new(requests, writes);
-    let first_id: i64 = sqlx::query_scalar(
-        "UPDATE id_counter SET next_id = next_id + ?1 WHERE singleton = 1 RETURNING next_id - ?1",
-    )
-    .bind(plan.id_count())
-    .fetch_one(&mut *conn)
-    .await?;
-
     advance(
         conn,
         "INSERT INTO user_state (user_id, last_seq, unread) \
@@ -112,6 +105,14 @@ pub async fn publish_run(
     )
     .await?;
 
+    find_open_groups(conn, &mut plan).await?;
+    let first_id: i64 = sqlx::query_scalar(
+        "UPDATE id_counter SET next_id = next_id + ?1 WHERE singleton = 1 RETURNING next_id - ?1",
+    )
+    .bind(plan.id_count())
+    .fetch_one(&mut *conn)
+    .await?;
+
     let assigned = plan.assign(first_id.., now, changes)?;
     for (request, result) in requests.iter().zip(&assigned.results) {
         if let (Some(record), Ok(outcome)) = (&request.idempotency, result) {
@@ -120,13 +121,38 @@ pub async fn publish_run(
     }
     if !assigned.notifications.is_empty() {
         sqlx::query(
-            "INSERT INTO notifications (id, user_id, seq, kind, actor, subject, data, created_at) \
+            "INSERT INTO notifications (id, user_id, seq, kind, actor, subject, data, created_at, \
+                                        group_key, event_count, actors) \
              SELECT value ->> 'i', value ->> 'u', value ->> 's', value ->> 'k', \
-                    value ->> 'a', value ->> 'b', value ->> 'd', ?2 \
+                    value ->> 'a', value ->> 'b', value ->> 'd', ?2, \
+                    value ->> 'g', value ->> 'c', value ->> 'x' \
              FROM json_each(?1)",
         )
         .bind(to_json(&assigned.notifications)?)
         .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !assigned.updates.is_empty() {
+        sqlx::query(
+            "UPDATE notifications SET seq = value ->> 's', kind = value ->> 'k', \
+                    actor = value ->> 'a', subject = value ->> 'b', data = value ->> 'd', \
+                    event_count = value ->> 'c', actors = value ->> 'x', updated_at = ?2 \
+             FROM json_each(?1) WHERE notifications.id = value ->> 'i'",
+        )
+        .bind(to_json(&assigned.updates)?)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let folded = plan.folded();
+    if !folded.is_empty() {
+        // The streams moved the badge up by every event; a folded one added no unread.
+        sqlx::query(
+            "UPDATE user_state SET unread = unread - (value ->> 1) \
+             FROM json_each(?1) WHERE user_state.user_id = value ->> 0",
+        )
+        .bind(to_json(&folded)?)
         .execute(&mut *conn)
         .await?;
     }
@@ -150,6 +176,28 @@ pub async fn publish_run(
         }
     }
     Ok(assigned.results)
+}
+
+/// Finds the recipients' unread notifications of the run's groups (the one writer holds the
+/// database, so nothing changes them before the run commits).
+async fn find_open_groups(
+    conn: &mut SqliteConnection,
+    plan: &mut PublishPlan<'_>,
+) -> Result<(), StoreError> {
+    let keys = plan.group_keys();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let rows = sqlx::query(
+        "SELECT n.user_id, n.group_key, n.id, n.event_count, n.actors, n.actor, n.created_at \
+         FROM json_each(?1) AS k JOIN notifications AS n \
+           ON n.user_id = k.value ->> 0 AND n.group_key = k.value ->> 1 \
+         WHERE n.group_key IS NOT NULL AND n.read = 0",
+    )
+    .bind(to_json(&keys)?)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(plan.found_open_rows(&rows)?)
 }
 
 /// Records a publish's outcome under its idempotency key, replacing an expired record.
@@ -248,6 +296,16 @@ pub async fn prune(
             unread: row.try_get(1)?,
         });
     }
+    // A replay after a pruned seq is incomplete (see `SparseWindow`).
+    sqlx::query(
+        "UPDATE user_state SET pruned_seq = gone.last \
+         FROM (SELECT user_id, max(seq) AS last FROM notifications WHERE created_at < ?1 \
+               GROUP BY user_id) AS gone \
+         WHERE user_state.user_id = gone.user_id AND gone.last > user_state.pruned_seq",
+    )
+    .bind(policy.notifications_before)
+    .execute(&mut *conn)
+    .await?;
     let notifications = sqlx::query("DELETE FROM notifications WHERE created_at < ?1")
         .bind(policy.notifications_before)
         .execute(&mut *conn)

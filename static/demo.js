@@ -34,16 +34,33 @@
     return node;
   }
 
+  // Who a notification is from: "Carol, Bob and Alice", or "Carol, Bob and 2 others" when
+  // its group stands for more events than it lists actors (as the server renders it).
+  function who(n) {
+    var names = (n.actors || []).map(function (a) { return (a && (a.name || a.id)) || "?"; });
+    var count = Math.max(n.count || 1, names.length);
+    var parts = names;
+    if (count > names.length) {
+      parts = names.slice(0, 2);
+      var others = count - parts.length;
+      parts.push(others === 1 ? "1 other" : others + " others");
+    }
+    if (parts.length === 0) return "Someone";
+    if (parts.length === 1) return parts[0];
+    return parts.slice(0, -1).join(", ") + " and " + parts[parts.length - 1];
+  }
+
   function render(n) {
     var actor = n.actor || { id: "?", name: "Someone" };
     var item = el("li", "notification" + (n.read ? "" : " unread"));
     item.dataset.id = n.id;
     item.dataset.seq = n.seq;
+    item.dataset.count = n.count || 1;
     var avatar = el("span", "avatar", initials(actor.name || actor.id));
     avatar.style.setProperty("--hue", hue(actor.id || actor.name));
     var body = el("div", "notification-body");
     var text = el("p", "notification-text");
-    text.appendChild(el("b", "", actor.name || actor.id));
+    text.appendChild(el("b", "", who(n)));
     text.appendChild(document.createTextNode(" " + (VERBS[n.kind] || n.kind)));
     if (n.subject && n.subject.title && n.kind !== "follow") {
       text.appendChild(document.createTextNode(" "));
@@ -100,6 +117,8 @@
   window.demoClient = client;
 
   client.on("notification", function (n, unread) {
+    // A grouped notification comes again with the same id each time its group grows: it
+    // replaces the item it was, at the top.
     var old = list.querySelector('[data-id="' + n.id + '"]');
     if (old) old.remove();
     list.insertBefore(render(n), list.firstChild);

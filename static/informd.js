@@ -5,11 +5,15 @@
  *
  *   const client = informd.connect({ url: "/inform", token: async () => fetchToken(),
  *                                    since: 57, topics: ["article:42"] });
- *   client.on("notification", (notification, unread) => {});
+ *   client.on("notification", (notification, unread) => {});  // replace any item with its id
  *   client.on("unread", (unread) => {});
  *   client.on("broadcast", (broadcast) => {});
  *   client.on("status", (status, detail) => {});   // "connecting" | "live" | "offline"
  *   client.markRead({ all: true }); client.subscribe("article:43"); client.close();
+ *
+ * A notification of a `group` comes again, with the same `id`, a new `seq` and a larger
+ * `count`, each time an event of its group is published while it is unread: the page replaces
+ * the item with that `id` (and moves it to the top) instead of adding one.
  *
  * What it does for the page:
  * - Resumes: it remembers the last notification `seq` (and each topic's) and reconnects with

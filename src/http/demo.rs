@@ -114,7 +114,10 @@ struct Item {
     id: i64,
     seq: i64,
     read: bool,
+    /// Who it is from: one actor, or the group's ("Carol, Bob and 2 others").
     actor: String,
+    /// Events it stands for.
+    count: i64,
     initials: String,
     hue: u32,
     verb: String,
@@ -153,8 +156,40 @@ struct Boot<'a> {
     url: &'static str,
 }
 
+/// Who a notification is from, as the dropdown says it: "Carol, Bob and Alice" for a group
+/// of three, "Carol, Bob and 2 others" for more. `demo.js` writes it the same way.
+fn who(names: &[&str], count: i64) -> String {
+    let count = usize::try_from(count).unwrap_or(0).max(names.len());
+    let (shown, others) = if count > names.len() {
+        let shown = &names[..names.len().min(2)];
+        (shown, count - shown.len())
+    } else {
+        (names, 0)
+    };
+    let mut parts: Vec<String> = shown.iter().map(|n| n.to_string()).collect();
+    match others {
+        0 => {}
+        1 => parts.push("1 other".into()),
+        n => parts.push(format!("{n} others")),
+    }
+    match parts.as_slice() {
+        [] => "Someone".into(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
 fn item(n: &Notification) -> Item {
     let actor = raw(&n.actor);
+    let actors: Vec<Value> = n
+        .actors
+        .iter()
+        .filter_map(|a| serde_json::from_str(a.get()).ok())
+        .collect();
+    let names: Vec<&str> = actors
+        .iter()
+        .filter_map(|a| a["name"].as_str().or(a["id"].as_str()))
+        .collect();
     let subject = raw(&n.subject);
     let data = raw(&n.data);
     let actor_id = actor["id"].as_str().unwrap_or("?");
@@ -173,7 +208,8 @@ fn item(n: &Notification) -> Item {
         id: n.id,
         seq: n.seq,
         read: n.read,
-        actor: actor_name.to_string(),
+        actor: who(&names, n.count),
+        count: n.count,
         initials: initials(actor_name),
         hue: hue(actor_id),
         verb: verb.to_string(),
@@ -308,7 +344,11 @@ pub async fn send(
         json!({"type": "article", "id": ARTICLE.0, "title": ARTICLE.1, "url": "/#article-42"});
     let to = send.to.unwrap_or_else(|| DEFAULT_USER.to_string());
     let event = match send.kind.as_str() {
-        "like" => json!({"to": [to], "kind": "like", "actor": actor, "subject": article}),
+        // Likes of the article fold into one notification while it is unread.
+        "like" => json!({
+            "to": [to], "kind": "like", "actor": actor, "subject": article,
+            "group": format!("like:article:{}", ARTICLE.0)
+        }),
         "reply" => json!({
             "to": [to], "kind": "reply", "actor": actor, "subject": article,
             "data": {"excerpt": "Same here: our badge drifted every time a laptop slept."}
@@ -331,4 +371,20 @@ pub async fn send(
         .publish(&body, None, state.online.as_ref())
         .await?;
     Ok(HttpResponse::Ok().json(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::who;
+
+    #[test]
+    fn a_group_names_three_and_counts_the_rest() {
+        assert_eq!(who(&["Alice"], 1), "Alice");
+        assert_eq!(who(&["Bob", "Alice"], 2), "Bob and Alice");
+        assert_eq!(who(&["Carol", "Bob", "Alice"], 3), "Carol, Bob and Alice");
+        assert_eq!(who(&["Dan", "Carol", "Bob"], 4), "Dan, Carol and 2 others");
+        assert_eq!(who(&["Dan", "Carol", "Bob"], 5), "Dan, Carol and 3 others");
+        assert_eq!(who(&["Alice"], 2), "Alice and 1 other");
+        assert_eq!(who(&[], 1), "Someone");
+    }
 }

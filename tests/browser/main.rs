@@ -191,6 +191,11 @@ fn demo_page_like_raises_the_badge_in_another_tab() {
 }
 
 #[test]
+fn demo_page_groups_likes_into_one_item() {
+    scenario("demo_grouped_likes", Setup::Demo);
+}
+
+#[test]
 fn demo_page_render_to_connect_gap() {
     scenario("demo_render_to_connect_gap", Setup::Demo);
 }

@@ -354,6 +354,44 @@ const scenarios = {
     assertEqual(await one.locator("#notifications .notification.unread").count(), 0, "unread items");
   },
 
+  /** The demo groups likes: three readers like the article, the dropdown shows one item. */
+  async demo_grouped_likes(browser) {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(`${BASE}/`);
+    await page.waitForSelector("#status.status-live");
+    for (const who of ["alice", "bob", "carol"]) {
+      await page.selectOption("#act-as", who);
+      await page.click('.action[data-kind="like"]');
+      await page.waitForFunction(
+        (n) => document.querySelector("#notifications .notification")?.dataset.count === n,
+        String(["alice", "bob", "carol"].indexOf(who) + 1),
+      );
+    }
+    const expected = "Carol Nguyen, Bob Okafor and Alice Martin liked Ten years of hand-written badges";
+    const live = await page.textContent("#notifications .notification .notification-text");
+    assertEqual(live, expected, "the live item");
+    assertEqual(await page.locator("#notifications .notification").count(), 1, "items live");
+    assertEqual(await page.textContent("#badge"), "1", "badge live");
+    // Rendered by the server the same way.
+    await page.reload();
+    await page.waitForSelector("#status.status-live");
+    assertEqual(await page.locator("#notifications .notification").count(), 1, "items rendered");
+    const rendered = await page.textContent("#notifications .notification .notification-text");
+    assertEqual(rendered, expected, "the rendered item");
+    assertEqual(await page.textContent("#badge"), "1", "badge rendered");
+    // A fourth like, by someone already listed: first again, and the rest counted.
+    await page.selectOption("#act-as", "alice");
+    await page.click('.action[data-kind="like"]');
+    await page.waitForFunction(
+      () => document.querySelector("#notifications .notification")?.dataset.count === "4",
+    );
+    const four = await page.textContent("#notifications .notification .notification-text");
+    assertEqual(four, "Alice Martin, Carol Nguyen and 2 others liked Ten years of hand-written badges", "four likes");
+    assertEqual(await page.locator("#notifications .notification").count(), 1, "items after four");
+    assertEqual(await page.textContent("#badge"), "1", "badge after four");
+  },
+
   /** The demo page's render-to-connect gap: published between render and connect, once. */
   async demo_render_to_connect_gap(browser) {
     const ctx = await browser.newContext();

@@ -38,6 +38,7 @@
   // its group stands for more events than it lists actors (as the server renders it).
   function who(n) {
     var names = (n.actors || []).map(function (a) { return (a && (a.name || a.id)) || "?"; });
+    if (names.length === 0) return "Someone";
     var count = Math.max(n.count || 1, names.length);
     var parts = names;
     if (count > names.length) {
@@ -45,7 +46,6 @@
       var others = count - parts.length;
       parts.push(others === 1 ? "1 other" : others + " others");
     }
-    if (parts.length === 0) return "Someone";
     if (parts.length === 1) return parts[0];
     return parts.slice(0, -1).join(", ") + " and " + parts[parts.length - 1];
   }

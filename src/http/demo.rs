@@ -159,6 +159,9 @@ struct Boot<'a> {
 /// Who a notification is from, as the dropdown says it: "Carol, Bob and Alice" for a group
 /// of three, "Carol, Bob and 2 others" for more. `demo.js` writes it the same way.
 fn who(names: &[&str], count: i64) -> String {
+    if names.is_empty() {
+        return "Someone".into();
+    }
     let count = usize::try_from(count).unwrap_or(0).max(names.len());
     let (shown, others) = if count > names.len() {
         let shown = &names[..names.len().min(2)];
@@ -173,9 +176,8 @@ fn who(names: &[&str], count: i64) -> String {
         n => parts.push(format!("{n} others")),
     }
     match parts.as_slice() {
-        [] => "Someone".into(),
-        [one] => one.clone(),
-        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+        [init @ .., last] if !init.is_empty() => format!("{} and {last}", init.join(", ")),
+        _ => parts.concat(),
     }
 }
 

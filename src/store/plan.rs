@@ -254,6 +254,7 @@ impl<'a> PublishPlan<'a> {
                 ids: event_ids,
                 recipients,
                 online_sessions: request.online_sessions,
+                muted: request.muted,
             }));
         }
         Ok(assigned)

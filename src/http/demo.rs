@@ -36,6 +36,8 @@ const PEOPLE: &[(&str, &str)] = &[
 ];
 /// The article every like and reply is about.
 const ARTICLE: (&str, &str) = ("42", "Ten years of hand-written badges");
+/// The group of the article's likes, which the page's "mute likes" control mutes.
+const ARTICLE_LIKES: &str = "like:article:42";
 
 fn templates() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
@@ -153,6 +155,23 @@ struct Boot<'a> {
     url: &'static str,
 }
 
+/// The "mute likes on this post" control: the group it mutes, and whether it is muted now.
+#[derive(Serialize)]
+struct ArticleLikes {
+    group: &'static str,
+    muted: bool,
+}
+
+impl ArticleLikes {
+    fn of(state: &AppState, user: &str) -> ArticleLikes {
+        let preferences = state.preferences.get(user);
+        ArticleLikes {
+            group: ARTICLE_LIKES,
+            muted: preferences.muted_groups.iter().any(|g| g == ARTICLE_LIKES),
+        }
+    }
+}
+
 fn item(n: &Notification) -> Item {
     let actor = raw(&n.actor);
     let subject = raw(&n.subject);
@@ -225,6 +244,7 @@ pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
                 css_version => version("demo.css"),
                 js_version => version("informd.js"),
                 demo_js_version => version("demo.js"),
+                likes => ArticleLikes::of(&state, &user),
             })
         })
         .map_err(|e| ApiError::Unavailable(format!("rendering the demo page: {e}")))?;

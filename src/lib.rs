@@ -17,7 +17,8 @@
 //!   [`auth`]: user tokens, publisher keys, origins; [`config`]: settings;
 //!   [`error`]: the HTTP error type; [`startup`]: wiring, serving, graceful shutdown;
 //!   [`retention`]: pruning; [`cli`]: the `informd` command; [`online`]: session counts on
-//!   this node or across nodes.
+//!   this node or across nodes; [`preferences`]: what each user muted, kept in memory on every
+//!   node.
 
 pub mod auth;
 pub mod broker;
@@ -30,6 +31,7 @@ pub mod hub;
 pub mod metrics;
 pub mod model;
 pub mod online;
+pub mod preferences;
 pub mod protocol;
 pub mod publish;
 pub mod retention;

@@ -258,27 +258,27 @@ fn parse_event(value: &Value, path: &str) -> Result<EventInput, FieldError> {
     }
 }
 
-/// `group`: absent or null, else a non-empty string of at most [`MAX_GROUP_BYTES`] bytes
+/// Checks a group (a notification's `group`, or a muted one): 1 to [`MAX_GROUP_BYTES`] bytes
 /// without control characters.
+pub fn check_group(group: &str) -> Result<(), String> {
+    if group.is_empty() || group.len() > MAX_GROUP_BYTES {
+        return Err(format!(
+            "must be 1 to {MAX_GROUP_BYTES} bytes long, got {}",
+            group.len()
+        ));
+    }
+    if group.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// `group`: absent or null, else a string that [`check_group`] accepts.
 fn optional_group(object: &Map<String, Value>, field: &str) -> Result<Option<String>, FieldError> {
     match object.get("group") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(group)) => {
-            if group.is_empty() || group.len() > MAX_GROUP_BYTES {
-                return Err(FieldError::new(
-                    field,
-                    format!(
-                        "must be 1 to {MAX_GROUP_BYTES} bytes long, got {}",
-                        group.len()
-                    ),
-                ));
-            }
-            if group.chars().any(char::is_control) {
-                return Err(FieldError::new(
-                    field,
-                    "must not contain control characters",
-                ));
-            }
+            check_group(group).map_err(|m| FieldError::new(field, m))?;
             Ok(Some(group.clone()))
         }
         Some(other) => Err(FieldError::new(
@@ -337,7 +337,7 @@ fn parse_recipients(to: &Value, field: &str) -> Result<Vec<String>, FieldError> 
 }
 
 /// What kind of JSON value `value` is, for an error message ("got a number").
-fn json_kind(value: &Value) -> &'static str {
+pub(crate) fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -2,7 +2,9 @@
 //!
 //! Order of checks: key, rate limit, body, idempotency, then one store transaction for the
 //! whole batch (so a bad event rejects everything and nothing is half-published). Live delivery
-//! happens through the store's commit listener, not here.
+//! happens through the store's commit listener, not here. Recipients who muted an event are
+//! taken off it before the store sees it, from the preferences every node keeps in memory
+//! ([`Mutes`]): no query per recipient.
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
@@ -19,6 +21,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::model::{now_millis, parse_events, EventInput};
 use crate::online::OnlineCounts;
+use crate::preferences::Mutes;
 use crate::store::{IdempotencyRecord, PublishOutcome, PublishRequest, Store, StoreError};
 
 /// Longest `Idempotency-Key`, bytes.
@@ -30,6 +33,8 @@ pub struct PublishResponse {
     pub ids: Vec<i64>,
     pub recipients: usize,
     pub online_sessions: usize,
+    /// (event, recipient) pairs neither stored nor pushed because the recipient muted them.
+    pub muted: usize,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
 }
@@ -40,6 +45,7 @@ impl PublishResponse {
             ids: outcome.ids,
             recipients: outcome.recipients,
             online_sessions: outcome.online_sessions,
+            muted: outcome.muted,
             duplicate,
         }
     }
@@ -48,12 +54,23 @@ impl PublishResponse {
 /// Checks publishers and turns their bodies into stored events.
 pub struct Publisher {
     store: Arc<dyn Store>,
+    /// Every user's mutes, consulted for each recipient.
+    mutes: Arc<Mutes>,
     keys: PublisherKeys,
     limiter: Option<DefaultKeyedRateLimiter<usize>>,
     /// Idempotency keys being processed on this node (409 for a concurrent repeat).
     in_flight: Mutex<HashSet<String>>,
     topic_history_max: u64,
     idempotency_ttl_ms: i64,
+}
+
+/// A publish's events once the muted recipients are off them.
+struct Unmuted {
+    events: Vec<EventInput>,
+    /// (event, recipient) pairs taken off.
+    muted: usize,
+    /// Live sessions the remaining events reach.
+    online_sessions: usize,
 }
 
 /// Removes an idempotency key from the in-flight set on every exit path.
@@ -71,13 +88,14 @@ impl Drop for InFlight<'_> {
 }
 
 impl Publisher {
-    pub fn new(config: &Config, store: Arc<dyn Store>) -> Publisher {
+    pub fn new(config: &Config, store: Arc<dyn Store>, mutes: Arc<Mutes>) -> Publisher {
         let limiter = NonZeroU32::new(config.publish_rate).map(|rate| {
             let burst = rate.saturating_mul(NonZeroU32::MIN.saturating_add(1));
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
         Publisher {
             store,
+            mutes,
             keys: PublisherKeys::new(&config.publish_keys()),
             limiter,
             in_flight: Mutex::new(HashSet::new()),
@@ -115,13 +133,19 @@ impl Publisher {
     ) -> Result<PublishResponse, ApiError> {
         let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-        let events = parse_events(&value).map_err(|e| ApiError::InvalidField {
+        let mut events = parse_events(&value).map_err(|e| ApiError::InvalidField {
             field: e.field,
             message: e.message,
         })?;
+        let muted = self.mutes.drop_muted(&mut events);
         let online_sessions = online_sessions(&events, online).await;
+        let unmuted = Unmuted {
+            events,
+            muted,
+            online_sessions,
+        };
         let Some(key) = idempotency_key else {
-            let outcome = self.store(events, None, online_sessions).await?;
+            let outcome = self.store(unmuted, None).await?;
             return Ok(PublishResponse::new(outcome, false));
         };
         if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
@@ -144,7 +168,7 @@ impl Publisher {
             body_hash: body_hash.clone(),
             expires_at: now_millis().saturating_add(self.idempotency_ttl_ms),
         };
-        match self.store(events, Some(record), online_sessions).await {
+        match self.store(unmuted, Some(record)).await {
             Ok(outcome) => Ok(PublishResponse::new(outcome, false)),
             // Another node committed the same key first.
             Err(ApiError::IdempotencyInFlight) => self
@@ -157,14 +181,32 @@ impl Publisher {
 
     async fn store(
         &self,
-        events: Vec<EventInput>,
+        unmuted: Unmuted,
         idempotency: Option<IdempotencyRecord>,
-        online_sessions: usize,
     ) -> Result<PublishOutcome, ApiError> {
+        let Unmuted {
+            events,
+            muted,
+            online_sessions,
+        } = unmuted;
+        let nothing_left = events.iter().all(|e| match e {
+            EventInput::Notification(n) => n.to.is_empty(),
+            EventInput::Broadcast(_) => false,
+        });
+        if nothing_left && idempotency.is_none() {
+            // Every recipient muted it: there is nothing to store and nothing to remember.
+            return Ok(PublishOutcome {
+                ids: Vec::new(),
+                recipients: 0,
+                online_sessions,
+                muted,
+            });
+        }
         let request = PublishRequest {
             events,
             idempotency,
             online_sessions,
+            muted,
             topic_history_max: self.topic_history_max,
             received: SystemTime::now(),
         };

@@ -17,6 +17,7 @@ use crate::broker::{self, Fanout};
 use crate::config::{redact_url, Config};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::preferences::PreferenceService;
 use crate::protocol::close;
 use crate::publish::Publisher;
 use crate::state::AppState;
@@ -85,14 +86,15 @@ impl Application {
         let opened = broker::open(&config, hub.clone(), metrics.clone())?;
         let fanout = Arc::new(Fanout::start(opened.broker.clone()));
         let store = store::open(&config.database, fanout, metrics.clone()).await?;
-        let publisher = Publisher::new(&config, store.clone());
+        let preferences = PreferenceService::start(&config, store.clone()).await?;
+        let publisher = Publisher::new(&config, store.clone(), preferences.mutes().clone());
         let state = AppState::new(
             config.clone(),
             store,
             hub,
             opened,
             verifier,
-            publisher,
+            (publisher, preferences),
             metrics,
         );
         retention::spawn(state.store.clone(), &config);

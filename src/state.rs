@@ -13,6 +13,7 @@ use crate::http::peer::TrustedProxies;
 use crate::hub::{Hub, SessionId};
 use crate::metrics::Metrics;
 use crate::online::OnlineCounts;
+use crate::preferences::PreferenceService;
 use crate::publish::Publisher;
 use crate::store::Store;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     pub verifier: Arc<Verifier>,
     pub publisher: Arc<Publisher>,
+    /// Every user's preferences (mutes), in memory, and the way to change them.
+    pub preferences: Arc<PreferenceService>,
     pub metrics: Arc<Metrics>,
     /// Session counts, across nodes when there are several.
     pub online: Arc<dyn OnlineCounts>,
@@ -62,7 +65,7 @@ impl AppState {
         hub: Hub,
         opened: Opened,
         verifier: Verifier,
-        publisher: Publisher,
+        (publisher, preferences): (Publisher, PreferenceService),
         metrics: Arc<Metrics>,
     ) -> AppState {
         let Opened { broker, online } = opened;
@@ -76,6 +79,7 @@ impl AppState {
             broker,
             verifier: Arc::new(verifier),
             publisher: Arc::new(publisher),
+            preferences: Arc::new(preferences),
             metrics,
             online,
             shutting_down: Arc::new(AtomicBool::new(false)),

@@ -177,3 +177,44 @@
     send({ as: $("act-as").value, kind: "announce", message: $("announce-text").value });
   });
 })();
+
+// "Mute likes on this post": the user's preferences, read and replaced whole over
+// GET/PUT /api/preferences with the visitor's token. Muted likes are neither stored nor pushed.
+(function () {
+  "use strict";
+  var button = document.getElementById("mute-likes");
+  if (!button) return;
+  var boot = JSON.parse(document.getElementById("informd-boot").textContent);
+  var group = button.dataset.group;
+
+  function call(method, body) {
+    return fetch("/demo/token?user=" + encodeURIComponent(boot.user))
+      .then(function (r) { if (!r.ok) throw new Error("token " + r.status); return r.json(); })
+      .then(function (t) {
+        return fetch("/api/preferences", {
+          method: method,
+          headers: { "Authorization": "Bearer " + t.token, "Content-Type": "application/json" },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+      })
+      .then(function (r) { if (!r.ok) throw new Error("preferences " + r.status); return r.json(); });
+  }
+  function show(muted) {
+    button.setAttribute("aria-pressed", String(muted));
+    button.textContent = muted ? "Unmute likes on this post" : "Mute likes on this post";
+  }
+
+  button.addEventListener("click", function () {
+    button.disabled = true;
+    call("GET")
+      .then(function (prefs) {
+        var groups = (prefs.muted_groups || []).filter(function (g) { return g !== group; });
+        if (button.getAttribute("aria-pressed") !== "true") groups.push(group);
+        prefs.muted_groups = groups;
+        return call("PUT", prefs);
+      })
+      .then(function (prefs) { show(prefs.muted_groups.indexOf(group) >= 0); })
+      .catch(function (e) { button.title = String(e && e.message ? e.message : e); })
+      .then(function () { button.disabled = false; });
+  });
+})();

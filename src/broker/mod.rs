@@ -8,7 +8,7 @@
 
 mod memory;
 mod online;
-mod redis;
+pub(crate) mod redis;
 
 use std::sync::Arc;
 

@@ -23,10 +23,10 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 
 /// How long connecting to Redis, or one command, may take.
-const REDIS_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const REDIS_WAIT: Duration = Duration::from_secs(2);
 /// First and longest pause between attempts to reach Redis again.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MOST: Duration = Duration::from_secs(5);
+pub(crate) const RETRY_FIRST: Duration = Duration::from_millis(100);
+pub(crate) const RETRY_MOST: Duration = Duration::from_secs(5);
 
 /// Fan-out to the hubs of every node through Redis.
 pub struct RedisBroker {
@@ -343,6 +343,24 @@ async fn publish_loop(
     }
 }
 
+/// A subscription to `channel`, made within [`REDIS_WAIT`]; the error says why not.
+pub(crate) async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSub, String> {
+    let subscribed = tokio::time::timeout(REDIS_WAIT, async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    })
+    .await;
+    match subscribed {
+        Ok(Ok(pubsub)) => Ok(pubsub),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer".to_string()),
+    }
+}
+
 /// Receives the other nodes' deliveries and hands them to this node's hub; resubscribes with
 /// a growing pause whenever the connection drops.
 async fn subscribe_loop(
@@ -355,14 +373,8 @@ async fn subscribe_loop(
 ) {
     let mut pause = RETRY_FIRST;
     loop {
-        let subscribed = tokio::time::timeout(REDIS_WAIT, async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        })
-        .await;
-        match subscribed {
-            Ok(Ok(pubsub)) => {
+        match subscribe(&client, &channel).await {
+            Ok(pubsub) => {
                 reachability.back();
                 log::debug!("broker: subscribed to {channel}");
                 pause = RETRY_FIRST;
@@ -382,13 +394,9 @@ async fn subscribe_loop(
                 metrics.broker_errors.inc();
                 reachability.lost("connection closed");
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 metrics.broker_errors.inc();
-                reachability.lost(&e.to_string());
-            }
-            Err(_) => {
-                metrics.broker_errors.inc();
-                reachability.lost("no answer");
+                reachability.lost(&e);
             }
         }
         tokio::time::sleep(pause).await;

@@ -36,6 +36,8 @@ const PEOPLE: &[(&str, &str)] = &[
 ];
 /// The article every like and reply is about.
 const ARTICLE: (&str, &str) = ("42", "Ten years of hand-written badges");
+/// The group of the article's likes, which the page's "mute likes" control mutes.
+const ARTICLE_LIKES: &str = "like:article:42";
 
 fn templates() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
@@ -181,6 +183,23 @@ fn who(names: &[&str], count: i64) -> String {
     }
 }
 
+/// The "mute likes on this post" control: the group it mutes, and whether it is muted now.
+#[derive(Serialize)]
+struct ArticleLikes {
+    group: &'static str,
+    muted: bool,
+}
+
+impl ArticleLikes {
+    fn of(state: &AppState, user: &str) -> ArticleLikes {
+        let preferences = state.preferences.get(user);
+        ArticleLikes {
+            group: ARTICLE_LIKES,
+            muted: preferences.muted_groups.iter().any(|g| g == ARTICLE_LIKES),
+        }
+    }
+}
+
 fn item(n: &Notification) -> Item {
     let actor = raw(&n.actor);
     let actors: Vec<Value> = n
@@ -263,6 +282,7 @@ pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
                 css_version => version("demo.css"),
                 js_version => version("informd.js"),
                 demo_js_version => version("demo.js"),
+                likes => ArticleLikes::of(&state, &user),
             })
         })
         .map_err(|e| ApiError::Unavailable(format!("rendering the demo page: {e}")))?;
@@ -349,7 +369,7 @@ pub async fn send(
         // Likes of the article fold into one notification while it is unread.
         "like" => json!({
             "to": [to], "kind": "like", "actor": actor, "subject": article,
-            "group": format!("like:article:{}", ARTICLE.0)
+            "group": ARTICLE_LIKES
         }),
         "reply" => json!({
             "to": [to], "kind": "reply", "actor": actor, "subject": article,

@@ -20,7 +20,8 @@ const MAX_READ_IDS: usize = 1000;
 /// The largest read request body: room for [`MAX_READ_IDS`] ids and then some.
 const READ_BODY_LIMIT: usize = 64 * 1024;
 
-fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Identity, ApiError> {
+/// The user a request of the user APIs comes from: their JWT, from the header or the cookie.
+pub(super) fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Identity, ApiError> {
     let token = token_from_request(req, &state.config.cookie_name, false).ok_or_else(|| {
         ApiError::Unauthorized(
             "a user token is required (Authorization: Bearer, or the cookie)".into(),

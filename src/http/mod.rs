@@ -8,6 +8,7 @@ mod inbox;
 pub mod inform;
 mod metrics;
 pub mod peer;
+mod preferences;
 mod presence;
 mod publish;
 
@@ -23,19 +24,24 @@ use crate::error::ApiError;
 use crate::auth::{host_of, origin_allowed, origin_matches, refusal_details};
 use crate::state::AppState;
 
-/// Registers every route. `allowed_origins` feeds CORS for the inbox API.
-pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
+/// CORS for the user APIs (the inbox, preferences): `allowed_origins` only, with these
+/// methods.
+fn user_api_cors(state: &AppState, methods: [Method; 2]) -> Cors {
     let allowed = state.config.allowed_origins.clone();
-    let cors = Cors::default()
+    Cors::default()
         .allowed_origin_fn(move |origin, head| {
             origin
                 .to_str()
                 .is_ok_and(|o| origin_matches(&allowed, o, host_of(&head.headers)))
         })
-        .allowed_methods([Method::GET, Method::POST])
+        .allowed_methods(methods)
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .supports_credentials()
-        .max_age(3600);
+        .max_age(3600)
+}
+
+/// Registers every route. `allowed_origins` feeds CORS for the user APIs.
+pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.service(resource("/inform", web::get().to(inform::not_a_handshake)))
         .service(resource("/inform/", web::get().to(inform::not_a_handshake)))
         .service(resource("/publish", web::post().to(publish::publish)))
@@ -54,12 +60,25 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &AppState) {
         })
         .service(
             web::scope("/api/notifications")
-                .wrap(cors)
+                .wrap(user_api_cors(state, [Method::GET, Method::POST]))
                 // Outermost: a disallowed origin gets the JSON 403 before CORS sees it.
                 .wrap(from_fn(refuse_foreign_origins))
                 .service(resource("", web::get().to(inbox::list)))
                 .service(resource("/unread", web::get().to(inbox::unread)))
                 .service(resource("/read", web::post().to(inbox::mark_read))),
+        )
+        .service(
+            web::scope("/api/preferences")
+                .wrap(user_api_cors(state, [Method::GET, Method::PUT]))
+                .wrap(from_fn(refuse_foreign_origins))
+                .service(
+                    web::resource("")
+                        .route(web::get().to(preferences::get))
+                        .route(web::put().to(preferences::put))
+                        .default_service(web::to(|| async {
+                            Err::<HttpResponse, _>(ApiError::MethodNotAllowed)
+                        })),
+                ),
         )
         .default_service(web::to(|| async { crate::error::not_found() }));
 }

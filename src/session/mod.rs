@@ -180,6 +180,13 @@ impl Session {
         self.identity.as_ref().map(|i| i.user.as_str())
     }
 
+    /// Whether this session's user muted `topic` (asked anew for each frame, so a change of
+    /// preferences applies to sessions already open).
+    fn mutes_topic(&self, topic: &str) -> bool {
+        self.user()
+            .is_some_and(|user| self.state.preferences.mutes().mutes_topic(user, topic))
+    }
+
     /// Sends `welcome`, then replays the user's stream from `since` when asked.
     async fn open(&mut self, since: Option<i64>) -> Result<(), Exit> {
         let user_state = match self.user() {
@@ -359,6 +366,13 @@ impl Session {
                 let Some(position) = self.topics.position(&topic) else {
                     return Ok(()); // unsubscribed while the frame was queued
                 };
+                if self.mutes_topic(&topic) {
+                    // Passed over, not owed: unmuting later does not replay it as a gap.
+                    if let Some(position) = self.topics.position_mut(&topic) {
+                        position.advance(seq);
+                    }
+                    return Ok(());
+                }
                 if position.is_behind(seq) {
                     let after = position.last();
                     Box::pin(self.replay_topic(&topic, after, false)).await?;

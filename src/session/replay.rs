@@ -103,6 +103,8 @@ impl Session {
             .then(|| self.topics.position(topic).map(|p| p.resume(since)))
             .flatten();
         let mut replayed = 0;
+        // A muted topic's broadcasts are passed over like the live ones.
+        let muted = self.mutes_topic(topic);
         for broadcast in &replay.items {
             let fresh = match &resume {
                 Some(resume) => resume.wants(broadcast.seq),
@@ -111,7 +113,7 @@ impl Session {
                     .position_mut(topic)
                     .is_some_and(|p| p.advance(broadcast.seq)),
             };
-            if fresh {
+            if fresh && !muted {
                 self.write(protocol::broadcast(broadcast)).await?;
                 replayed += 1;
             }

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::metrics::Metrics;
 use crate::model::{Broadcast, Notification};
+use crate::preferences::Preferences;
 
 /// `inner`, counted into `metrics`.
 pub struct Counted {
@@ -102,5 +103,21 @@ impl Store for Counted {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.count(self.inner.ping().await)
+    }
+
+    async fn all_preferences(&self) -> Result<Vec<(String, Preferences)>, StoreError> {
+        self.count(self.inner.all_preferences().await)
+    }
+
+    async fn preferences(&self, user: &str) -> Result<Option<Preferences>, StoreError> {
+        self.count(self.inner.preferences(user).await)
+    }
+
+    async fn set_preferences(
+        &self,
+        user: &str,
+        preferences: &Preferences,
+    ) -> Result<(), StoreError> {
+        self.count(self.inner.set_preferences(user, preferences).await)
     }
 }

@@ -11,6 +11,7 @@
 
 mod counted;
 mod fold;
+mod documents;
 mod plan;
 mod postgres;
 mod replay;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 
 use crate::metrics::Metrics;
 use crate::model::{Broadcast, EventInput, Notification};
+use crate::preferences::Preferences;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -62,6 +64,9 @@ pub struct PublishRequest {
     pub idempotency: Option<IdempotencyRecord>,
     /// Live sessions the publish reached, remembered for a repeated request.
     pub online_sessions: usize,
+    /// (event, recipient) pairs left out because the recipient muted them, remembered for a
+    /// repeated request.
+    pub muted: usize,
     /// Broadcasts kept per topic.
     pub topic_history_max: u64,
     /// When the publish was accepted: its events' delivery latency counts from here.
@@ -85,6 +90,8 @@ pub struct PublishOutcome {
     /// Notifications stored: the number of (event, recipient) pairs.
     pub recipients: usize,
     pub online_sessions: usize,
+    /// (event, recipient) pairs left out because the recipient muted them.
+    pub muted: usize,
 }
 
 /// A remembered idempotent publish.
@@ -208,6 +215,16 @@ pub trait Store: Send + Sync + 'static {
     async fn prune(&self, policy: RetentionPolicy) -> Result<PruneReport, StoreError>;
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Every user's preferences (users without any are left out).
+    async fn all_preferences(&self) -> Result<Vec<(String, Preferences)>, StoreError>;
+    /// One user's preferences, if they have any.
+    async fn preferences(&self, user: &str) -> Result<Option<Preferences>, StoreError>;
+    /// Replaces one user's preferences (an empty document removes them).
+    async fn set_preferences(
+        &self,
+        user: &str,
+        preferences: &Preferences,
+    ) -> Result<(), StoreError>;
 }
 
 /// Which database a `database` setting names.

@@ -423,6 +423,7 @@ impl<'a> PublishPlan<'a> {
                 ids: event_ids,
                 recipients,
                 online_sessions: request.online_sessions,
+                muted: request.muted,
             }));
         }
         Ok(assigned)

@@ -20,6 +20,7 @@ mod lifecycle;
 mod metrics;
 mod operator;
 mod postgres;
+mod preferences;
 mod publish;
 mod redis;
 mod resume;

@@ -62,7 +62,7 @@ impl Drop for RedisServer {
 }
 
 /// Two nodes on one SQLite file, with `redis` between them.
-async fn two_nodes(redis: &RedisServer) -> (TestApp, TestApp) {
+pub async fn two_nodes(redis: &RedisServer) -> (TestApp, TestApp) {
     let url = redis.url();
     let first = spawn_app_with(|config| {
         config.broker = url;

@@ -29,12 +29,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::fold::{NotificationColumns, NOTIFICATION_COLUMNS};
 use super::replay::{ReplayWindow, SparseWindow};
+use super::documents;
 use super::{
     CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay,
     RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
 };
 use crate::metrics::Metrics;
 use crate::model::{now_millis, rfc3339_millis, Broadcast, Notification};
+use crate::preferences::Preferences;
 use sequencer::Sequencer;
 
 /// Connections per node: enough for 16 concurrent publishers plus reads.
@@ -414,7 +416,7 @@ impl Store for PgStore {
         self.run(|shared| async move {
             let pool = &shared.pool;
             let row = sqlx::query(
-                "SELECT body_hash, ids, recipients, online_sessions FROM idempotency_keys \
+                "SELECT body_hash, ids, recipients, online_sessions, muted FROM idempotency_keys \
                  WHERE key = $1 AND expires_at > $2",
             )
             .bind(key)
@@ -429,6 +431,7 @@ impl Store for PgStore {
                     ids: serde_json::from_str(&ids).unwrap_or_default(),
                     recipients: row.try_get::<i64, _>(2)? as usize,
                     online_sessions: row.try_get::<i64, _>(3)? as usize,
+                    muted: row.try_get::<i64, _>(4)? as usize,
                 },
             }))
         })
@@ -445,6 +448,43 @@ impl Store for PgStore {
             let pool = &shared.pool;
             sqlx::query("SELECT 1").execute(pool).await?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn all_preferences(&self) -> Result<Vec<(String, Preferences)>, StoreError> {
+        self.run(|shared| async move {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT user_id, document FROM preferences")
+                    .fetch_all(&shared.pool)
+                    .await?;
+            documents::decode_all(rows)
+        })
+        .await
+    }
+
+    async fn preferences(&self, user: &str) -> Result<Option<Preferences>, StoreError> {
+        let user = user.to_string();
+        self.run(|shared| async move {
+            let text: Option<String> =
+                sqlx::query_scalar("SELECT document FROM preferences WHERE user_id = $1")
+                    .bind(user)
+                    .fetch_optional(&shared.pool)
+                    .await?;
+            text.map(|t| documents::decode(&t)).transpose()
+        })
+        .await
+    }
+
+    async fn set_preferences(
+        &self,
+        user: &str,
+        preferences: &Preferences,
+    ) -> Result<(), StoreError> {
+        let user = user.to_string();
+        let preferences = preferences.clone();
+        self.run(|shared| async move {
+            writes::retrying(|| writes::set_preferences(&shared, &user, &preferences)).await
         })
         .await
     }

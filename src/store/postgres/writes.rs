@@ -12,6 +12,8 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::Shared;
 use crate::model::now_millis;
+use crate::preferences::Preferences;
+use crate::store::documents;
 use crate::store::plan::{PublishPlan, Streams};
 use crate::store::{
     Change, IdempotencyRecord, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
@@ -332,13 +334,14 @@ pub async fn publish_run(
         };
         let ids = serde_json::to_string(&outcome.ids).unwrap_or_else(|_| "[]".into());
         sqlx::query(
-            "UPDATE idempotency_keys SET ids = $2, recipients = $3, online_sessions = $4 \
-             WHERE key = $1",
+            "UPDATE idempotency_keys SET ids = $2, recipients = $3, online_sessions = $4, \
+             muted = $5 WHERE key = $1",
         )
         .bind(&record.key)
         .bind(ids)
         .bind(outcome.recipients as i64)
         .bind(outcome.online_sessions as i64)
+        .bind(outcome.muted as i64)
         .execute(&mut *tx)
         .await?;
     }
@@ -464,4 +467,30 @@ pub async fn prune(shared: &Shared, policy: RetentionPolicy) -> Result<PruneRepo
         broadcasts,
         idempotency_keys,
     })
+}
+
+/// Replaces a user's preferences; an empty document removes the row.
+pub async fn set_preferences(
+    shared: &Shared,
+    user: &str,
+    preferences: &Preferences,
+) -> Result<(), StoreError> {
+    if preferences.is_empty() {
+        sqlx::query("DELETE FROM preferences WHERE user_id = $1")
+            .bind(user)
+            .execute(&shared.pool)
+            .await?;
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO preferences (user_id, document, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET document = excluded.document, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(user)
+    .bind(documents::encode(preferences)?)
+    .bind(now_millis())
+    .execute(&shared.pool)
+    .await?;
+    Ok(())
 }

@@ -24,12 +24,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::fold::{NotificationColumns, NOTIFICATION_COLUMNS};
 use super::replay::{ReplayWindow, SparseWindow};
+use super::documents;
 use super::{
     CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay,
     RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
 };
 use crate::metrics::Metrics;
 use crate::model::{now_millis, rfc3339_millis, Broadcast, Notification};
+use crate::preferences::Preferences;
 use writer::{Reply, Work, WriteOp};
 
 /// Operations waiting for the writer; more than this many queued publishes back-pressure the
@@ -353,7 +355,7 @@ impl Store for SqliteStore {
 
     async fn idempotency(&self, key: &str) -> Result<Option<StoredIdempotency>, StoreError> {
         let row = sqlx::query(
-            "SELECT body_hash, ids, recipients, online_sessions FROM idempotency_keys \
+            "SELECT body_hash, ids, recipients, online_sessions, muted FROM idempotency_keys \
              WHERE key = ?1 AND expires_at > ?2",
         )
         .bind(key)
@@ -368,6 +370,7 @@ impl Store for SqliteStore {
                 ids: serde_json::from_str(&ids).unwrap_or_default(),
                 recipients: row.try_get::<i64, _>(2)? as usize,
                 online_sessions: row.try_get::<i64, _>(3)? as usize,
+                muted: row.try_get::<i64, _>(4)? as usize,
             },
         }))
     }
@@ -379,5 +382,31 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
+    }
+
+    async fn all_preferences(&self) -> Result<Vec<(String, Preferences)>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT user_id, document FROM preferences")
+                .fetch_all(&self.readers)
+                .await?;
+        documents::decode_all(rows)
+    }
+
+    async fn preferences(&self, user: &str) -> Result<Option<Preferences>, StoreError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT document FROM preferences WHERE user_id = ?1")
+                .bind(user)
+                .fetch_optional(&self.readers)
+                .await?;
+        text.map(|t| documents::decode(&t)).transpose()
+    }
+
+    async fn set_preferences(
+        &self,
+        user: &str,
+        preferences: &Preferences,
+    ) -> Result<(), StoreError> {
+        let work = Work::SetPreferences(user.to_string(), preferences.clone());
+        self.submit(work, Reply::SetPreferences).await
     }
 }

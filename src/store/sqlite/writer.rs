@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::writes;
 use crate::metrics::Metrics;
+use crate::preferences::Preferences;
 use crate::store::{
     Change, CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
     RetentionPolicy, StoreError,
@@ -29,6 +30,8 @@ pub enum Work {
     Publish(PublishRequest),
     MarkRead(String, ReadSelector),
     Prune(RetentionPolicy),
+    /// A user and their new preferences (an empty document removes the row).
+    SetPreferences(String, Preferences),
 }
 
 /// Where the result of a [`Work`] goes.
@@ -36,6 +39,7 @@ pub enum Reply {
     Publish(oneshot::Sender<Result<PublishOutcome, StoreError>>),
     MarkRead(oneshot::Sender<Result<i64, StoreError>>),
     Prune(oneshot::Sender<Result<PruneReport, StoreError>>),
+    SetPreferences(oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// The result of a [`Work`], before it is sent.
@@ -43,6 +47,7 @@ pub enum Output {
     Publish(Result<PublishOutcome, StoreError>),
     Unread(i64),
     Prune(PruneReport),
+    Done,
 }
 
 /// Work and where its answer goes.
@@ -77,9 +82,11 @@ impl Reply {
             (Reply::Publish(tx), Ok(Output::Publish(r))) => drop(tx.send(r)),
             (Reply::MarkRead(tx), Ok(Output::Unread(u))) => drop(tx.send(Ok(u))),
             (Reply::Prune(tx), Ok(Output::Prune(p))) => drop(tx.send(Ok(p))),
+            (Reply::SetPreferences(tx), Ok(Output::Done)) => drop(tx.send(Ok(()))),
             (Reply::Publish(tx), _) => drop(tx.send(Err(StoreError::Closed))),
             (Reply::MarkRead(tx), _) => drop(tx.send(Err(StoreError::Closed))),
             (Reply::Prune(tx), _) => drop(tx.send(Err(StoreError::Closed))),
+            (Reply::SetPreferences(tx), _) => drop(tx.send(Err(StoreError::Closed))),
         }
     }
 }
@@ -166,6 +173,11 @@ async fn commit_group(
                 index += 1;
                 let report = writes::prune(&mut tx, *policy, changes).await?;
                 outputs.push(Output::Prune(report));
+            }
+            Work::SetPreferences(user, preferences) => {
+                index += 1;
+                writes::set_preferences(&mut tx, user, preferences).await?;
+                outputs.push(Output::Done);
             }
         }
     }

@@ -14,6 +14,8 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
 use crate::model::now_millis;
+use crate::preferences::Preferences;
+use crate::store::documents;
 use crate::store::plan::{PublishPlan, Streams};
 use crate::store::{
     Change, IdempotencyRecord, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
@@ -209,14 +211,15 @@ async fn remember(
     let ids = serde_json::to_string(&outcome.ids).unwrap_or_else(|_| "[]".into());
     sqlx::query(
         "INSERT OR REPLACE INTO idempotency_keys \
-         (key, body_hash, ids, recipients, online_sessions, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         (key, body_hash, ids, recipients, online_sessions, muted, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .bind(&record.key)
     .bind(&record.body_hash)
     .bind(ids)
     .bind(outcome.recipients as i64)
     .bind(outcome.online_sessions as i64)
+    .bind(outcome.muted as i64)
     .bind(record.expires_at)
     .execute(&mut *conn)
     .await?;
@@ -326,4 +329,30 @@ pub async fn prune(
         broadcasts,
         idempotency_keys,
     })
+}
+
+/// Replaces a user's preferences; an empty document removes the row.
+pub async fn set_preferences(
+    conn: &mut SqliteConnection,
+    user: &str,
+    preferences: &Preferences,
+) -> Result<(), StoreError> {
+    if preferences.is_empty() {
+        sqlx::query("DELETE FROM preferences WHERE user_id = ?1")
+            .bind(user)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO preferences (user_id, document, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (user_id) DO UPDATE SET document = excluded.document, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(user)
+    .bind(documents::encode(preferences)?)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

@@ -16,7 +16,7 @@
 //! - [`protocol`]: the frames and close codes; [`model`]: events and validation;
 //!   [`auth`]: user tokens, publisher keys, origins; [`config`]: settings;
 //!   [`error`]: the HTTP error type; [`startup`]: wiring, serving, graceful shutdown;
-//!   [`retention`]: pruning; [`cli`]: the `informd` command; [`online`]: session counts on
+//!   [`retention`]: pruning; [`escalation`]: the offline hook (webhook for users offline); [`cli`]: the `informd` command; [`online`]: session counts on
 //!   this node or across nodes.
 
 pub mod auth;
@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod escalation;
 pub mod http;
 pub mod hub;
 pub mod metrics;

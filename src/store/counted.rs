@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::escalation::EscalationStore;
 use super::{
     PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay, RetentionPolicy, Store,
     StoreError, StoredIdempotency, UserState,
@@ -102,5 +103,9 @@ impl Store for Counted {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.count(self.inner.ping().await)
+    }
+
+    fn escalations(&self) -> Arc<dyn EscalationStore> {
+        self.inner.escalations()
     }
 }

@@ -10,6 +10,7 @@
 //!   order, before answering the caller: that is how live delivery stays in `seq` order.
 
 mod counted;
+pub mod escalation;
 mod plan;
 mod postgres;
 mod replay;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 
 use crate::metrics::Metrics;
 use crate::model::{Broadcast, EventInput, Notification};
+use escalation::EscalationStore;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -207,6 +209,8 @@ pub trait Store: Send + Sync + 'static {
     async fn prune(&self, policy: RetentionPolicy) -> Result<PruneReport, StoreError>;
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The offline hook's tables, on the same database.
+    fn escalations(&self) -> Arc<dyn EscalationStore>;
 }
 
 /// Which database a `database` setting names.

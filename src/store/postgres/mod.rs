@@ -12,6 +12,7 @@
 //! [`ACQUIRE_TIMEOUT`]: while PostgreSQL is unreachable a publish answers 503 within that time
 //! instead of hanging, and the pool reconnects by itself once it is back.
 
+mod escalation;
 mod sequencer;
 mod writer;
 mod writes;
@@ -34,6 +35,7 @@ use super::{
 };
 use crate::metrics::Metrics;
 use crate::model::{now_millis, rfc3339_millis, Broadcast, Notification};
+use crate::store::escalation::EscalationStore;
 use sequencer::Sequencer;
 
 /// Connections per node: enough for 16 concurrent publishers plus reads.
@@ -427,5 +429,9 @@ impl Store for PgStore {
             Ok(())
         })
         .await
+    }
+
+    fn escalations(&self) -> Arc<dyn EscalationStore> {
+        escalation::PgEscalations::new(self.shared.clone(), self.runtime.1.clone())
     }
 }

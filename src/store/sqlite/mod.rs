@@ -6,6 +6,7 @@
 //! the listener in order. Reads (replay, inbox pages, badges) use separate read-only
 //! connections and never wait for the writer.
 
+mod escalation;
 mod writer;
 mod writes;
 
@@ -29,6 +30,7 @@ use super::{
 };
 use crate::metrics::Metrics;
 use crate::model::{now_millis, rfc3339_millis, Broadcast, Notification};
+use crate::store::escalation::EscalationStore;
 use writer::{Reply, Work, WriteOp};
 
 /// Operations waiting for the writer; more than this many queued publishes back-pressure the
@@ -150,14 +152,23 @@ impl SqliteStore {
         work: Work,
         reply: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Reply,
     ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let op = WriteOp {
-            work,
-            reply: reply(tx),
-        };
-        self.writer.send(op).await.map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        submit(&self.writer, work, reply).await
     }
+}
+
+/// Queues `work` for `writer` and waits for its result.
+async fn submit<T>(
+    writer: &mpsc::Sender<WriteOp>,
+    work: Work,
+    reply: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Reply,
+) -> Result<T, StoreError> {
+    let (tx, rx) = oneshot::channel();
+    let op = WriteOp {
+        work,
+        reply: reply(tx),
+    };
+    writer.send(op).await.map_err(|_| StoreError::Closed)?;
+    rx.await.map_err(|_| StoreError::Closed)?
 }
 
 fn raw_json(text: Option<String>) -> Option<Box<RawValue>> {
@@ -359,5 +370,9 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
+    }
+
+    fn escalations(&self) -> Arc<dyn EscalationStore> {
+        escalation::SqliteEscalations::new(self.writer.clone())
     }
 }

@@ -14,6 +14,7 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::escalation::{self, EscalationOutput, EscalationWrite};
 use super::writes;
 use crate::metrics::Metrics;
 use crate::store::{
@@ -29,6 +30,8 @@ pub enum Work {
     Publish(PublishRequest),
     MarkRead(String, ReadSelector),
     Prune(RetentionPolicy),
+    /// The offline hook's bookkeeping, in a savepoint of its own.
+    Escalation(EscalationWrite),
 }
 
 /// Where the result of a [`Work`] goes.
@@ -36,6 +39,7 @@ pub enum Reply {
     Publish(oneshot::Sender<Result<PublishOutcome, StoreError>>),
     MarkRead(oneshot::Sender<Result<i64, StoreError>>),
     Prune(oneshot::Sender<Result<PruneReport, StoreError>>),
+    Escalation(oneshot::Sender<Result<EscalationOutput, StoreError>>),
 }
 
 /// The result of a [`Work`], before it is sent.
@@ -43,6 +47,7 @@ pub enum Output {
     Publish(Result<PublishOutcome, StoreError>),
     Unread(i64),
     Prune(PruneReport),
+    Escalation(Result<EscalationOutput, StoreError>),
 }
 
 /// Work and where its answer goes.
@@ -77,9 +82,11 @@ impl Reply {
             (Reply::Publish(tx), Ok(Output::Publish(r))) => drop(tx.send(r)),
             (Reply::MarkRead(tx), Ok(Output::Unread(u))) => drop(tx.send(Ok(u))),
             (Reply::Prune(tx), Ok(Output::Prune(p))) => drop(tx.send(Ok(p))),
+            (Reply::Escalation(tx), Ok(Output::Escalation(r))) => drop(tx.send(r)),
             (Reply::Publish(tx), _) => drop(tx.send(Err(StoreError::Closed))),
             (Reply::MarkRead(tx), _) => drop(tx.send(Err(StoreError::Closed))),
             (Reply::Prune(tx), _) => drop(tx.send(Err(StoreError::Closed))),
+            (Reply::Escalation(tx), _) => drop(tx.send(Err(StoreError::Closed))),
         }
     }
 }
@@ -166,6 +173,17 @@ async fn commit_group(
                 index += 1;
                 let report = writes::prune(&mut tx, *policy, changes).await?;
                 outputs.push(Output::Prune(report));
+            }
+            Work::Escalation(write) => {
+                index += 1;
+                // A savepoint: its failure is its caller's alone, not the group's.
+                let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
+                let result = escalation::write(&mut savepoint, write).await;
+                match result {
+                    Ok(_) => savepoint.commit().await?,
+                    Err(_) => savepoint.rollback().await?,
+                }
+                outputs.push(Output::Escalation(result));
             }
         }
     }

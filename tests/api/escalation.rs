@@ -302,6 +302,10 @@ async fn a_user_who_was_online_since_the_publish_gets_no_post() {
     // Online before the publish and still online when it is due.
     let (_present, _) = app.connect_user("present", "").await;
     let kept_open = first_id(&app.notify("present", "like").await);
+    // Online at the publish, offline soon after, and when it is due.
+    let (leaving, _) = app.connect_user("left", "").await;
+    let left = first_id(&app.notify("left", "like").await);
+    leaving.close().await;
     // Offline at the publish, online for a moment after it, offline when it is due.
     let visited = first_id(&app.notify("visitor", "like").await);
     let (visit, _) = app.connect_user("visitor", "").await;
@@ -404,4 +408,36 @@ async fn a_webhook_without_a_secret_or_not_over_http_is_refused_at_start() {
         stderr.contains("escalation_after_secs must be greater than 0"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn a_notification_read_while_its_post_is_retried_is_not_sent_again() {
+    let receiver = Receiver::start(&[500]).await;
+    let app = spawn_app_with(with_webhook(&receiver)).await;
+    let id = first_id(&app.notify("slow-reader", "like").await);
+    receiver
+        .wait_until(Duration::from_secs(15), |all| all.len() == 1)
+        .await;
+    let marked = app
+        .post_as(
+            "slow-reader",
+            "/api/notifications/read",
+            &json!({"all": true}),
+        )
+        .await;
+    assert_eq!(marked.status(), 200);
+
+    // The retry finds it read and ends it without a POST.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app
+        .count_rows("SELECT count(*) FROM escalations WHERE done")
+        .await
+        != 1
+    {
+        assert!(Instant::now() < deadline, "the escalation never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let posts = receiver.about(id);
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    assert_eq!(posts[0].status, 500);
 }

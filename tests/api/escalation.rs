@@ -441,3 +441,63 @@ async fn a_notification_read_while_its_post_is_retried_is_not_sent_again() {
     assert_eq!(posts.len(), 1, "{posts:#?}");
     assert_eq!(posts[0].status, 500);
 }
+
+#[tokio::test]
+async fn a_user_online_on_another_node_gets_no_post() {
+    let redis = crate::redis::RedisServer::start();
+    let receiver = Receiver::start(&[]).await;
+    let database = Arc::new(
+        tokio::task::spawn_blocking(TestDatabase::postgres)
+            .await
+            .unwrap(),
+    );
+    let clustered = |config: &mut informd::config::Config| {
+        config.broker = redis.url();
+        config.broker_prefix = "escalation-test".into();
+    };
+    // Only the second node sends (and records when users were seen): what keeps it from
+    // sending is the cluster's session count alone.
+    let nodes: [TestApp; 2] = [
+        spawn_on(database.clone(), clustered).await,
+        spawn_on(database.clone(), |config| {
+            clustered(config);
+            with_webhook(&receiver)(config);
+        })
+        .await,
+    ];
+    // Online on the first node since before the publishes, as the second node sees it.
+    let (_present, _) = nodes[0].connect_user("present", "").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let presence: Value = nodes[1]
+            .http
+            .get(nodes[1].url("/api/presence?user=present"))
+            .bearer_auth(crate::helpers::PUBLISH_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if presence["online"] == json!(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second node never saw the user"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut kept_open = Vec::new();
+    for n in 0..4 {
+        kept_open.push(first_id(&nodes[n % 2].notify("present", "like").await));
+    }
+    let control = first_id(&nodes[1].notify("absent", "like").await);
+
+    receiver.wait_for_sent(control).await;
+    tokio::time::sleep(SETTLE).await;
+    for id in kept_open {
+        assert!(receiver.about(id).is_empty(), "{:#?}", receiver.received());
+    }
+    assert_eq!(receiver.received().len(), 1);
+}

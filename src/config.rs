@@ -787,6 +787,56 @@ mod tests {
     }
 
     #[test]
+    fn an_escalation_webhook_needs_http_and_a_secret() -> Result<(), ConfigError> {
+        let secret = "a-long-escalation-secret";
+        let config = Config::load(
+            None,
+            &[
+                ("escalation_webhook", "https://blog.example/escalate".into()),
+                ("escalation_secret", secret.into()),
+            ],
+        )?;
+        assert_eq!(config.escalation_after_secs, 900);
+        assert!(!format!("{config:?}").contains(secret));
+        for (webhook, secret, says) in [
+            (
+                "https://blog.example/e",
+                "",
+                "escalation_secret is missing or empty",
+            ),
+            (
+                "https://blog.example/e",
+                "short",
+                "escalation_secret is too short",
+            ),
+            (
+                "ftp://u:pw@blog.example/e",
+                secret,
+                "\"ftp://u:***@blog.example/e\"",
+            ),
+            (
+                "blog.example/e",
+                secret,
+                "is not an http:// or https:// URL",
+            ),
+            ("http://", secret, "is not an http:// or https:// URL"),
+        ] {
+            let err = Config::load(
+                None,
+                &[
+                    ("escalation_webhook", webhook.into()),
+                    ("escalation_secret", secret.into()),
+                ],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(says), "{webhook}: {err}");
+            assert!(!err.contains("pw@"), "{err}");
+        }
+        Ok(())
+    }
+
+    #[test]
     fn debug_output_never_shows_secrets() -> Result<(), Box<dyn std::error::Error>> {
         let config = Config::load(None, &[("jwt_secret", "hunter2-secret".into())])?;
         assert!(!format!("{config:?}").contains("hunter2"));

@@ -50,6 +50,20 @@ pub enum Finish {
     Retry { attempts: i64, next_attempt_at: i64 },
 }
 
+impl Finish {
+    /// The row's new `attempts` and `next_attempt_at`: `None` for [`Finish::Done`], which
+    /// keeps them (the update sets `done` exactly when they are `None`).
+    pub fn retry_columns(self) -> (Option<i64>, Option<i64>) {
+        match self {
+            Finish::Done => (None, None),
+            Finish::Retry {
+                attempts,
+                next_attempt_at,
+            } => (Some(attempts), Some(next_attempt_at)),
+        }
+    }
+}
+
 /// The escalation tables; see the module documentation.
 #[async_trait]
 pub trait EscalationStore: Send + Sync + 'static {

@@ -150,6 +150,18 @@ impl Receiver {
         }
     }
 
+    /// Waits for the control notification `control` of `user` to be sent, and a little more;
+    /// then asserts that it was the only POST, so none of `skipped` was sent.
+    async fn assert_only_sent(&self, control: i64, user: &str, skipped: &[i64]) {
+        self.wait_for_sent(control).await;
+        tokio::time::sleep(SETTLE).await;
+        for id in skipped {
+            assert!(self.about(*id).is_empty(), "{:#?}", self.received());
+        }
+        assert_well_formed(&self.about(control)[0], user, control);
+        assert_eq!(self.received().len(), 1, "{:#?}", self.received());
+    }
+
     /// Waits for a 2xx-answered POST about `id`.
     async fn wait_for_sent(&self, id: i64) {
         self.wait_until(Duration::from_secs(15), |all| {
@@ -284,15 +296,7 @@ async fn a_notification_read_before_it_is_due_is_not_posted() {
         .await;
     assert_eq!(marked.status(), 200);
 
-    receiver.wait_for_sent(control).await;
-    tokio::time::sleep(SETTLE).await;
-    assert!(
-        receiver.about(read).is_empty(),
-        "{:#?}",
-        receiver.received()
-    );
-    assert_well_formed(&receiver.about(control)[0], "absent", control);
-    assert_eq!(receiver.received().len(), 1);
+    receiver.assert_only_sent(control, "absent", &[read]).await;
 }
 
 #[tokio::test]
@@ -316,20 +320,9 @@ async fn a_user_who_was_online_since_the_publish_gets_no_post() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let after_leaving = first_id(&app.notify("gone", "like").await);
 
-    receiver.wait_for_sent(after_leaving).await;
-    tokio::time::sleep(SETTLE).await;
-    assert!(
-        receiver.about(kept_open).is_empty(),
-        "{:#?}",
-        receiver.received()
-    );
-    assert!(
-        receiver.about(visited).is_empty(),
-        "{:#?}",
-        receiver.received()
-    );
-    assert_well_formed(&receiver.about(after_leaving)[0], "gone", after_leaving);
-    assert_eq!(receiver.received().len(), 1);
+    receiver
+        .assert_only_sent(after_leaving, "gone", &[kept_open, visited, left])
+        .await;
 }
 
 #[tokio::test]
@@ -494,10 +487,7 @@ async fn a_user_online_on_another_node_gets_no_post() {
     }
     let control = first_id(&nodes[1].notify("absent", "like").await);
 
-    receiver.wait_for_sent(control).await;
-    tokio::time::sleep(SETTLE).await;
-    for id in kept_open {
-        assert!(receiver.about(id).is_empty(), "{:#?}", receiver.received());
-    }
-    assert_eq!(receiver.received().len(), 1);
+    receiver
+        .assert_only_sent(control, "absent", &kept_open)
+        .await;
 }

@@ -80,13 +80,7 @@ impl EscalationStore for PgEscalations {
 
     async fn finish(&self, leased: &Leased, finish: Finish) -> Result<(), StoreError> {
         let (id, lease_until) = (leased.notification_id, leased.lease_until);
-        let (attempts, next_attempt_at) = match finish {
-            Finish::Done => (None, None),
-            Finish::Retry {
-                attempts,
-                next_attempt_at,
-            } => (Some(attempts), Some(next_attempt_at)),
-        };
+        let (attempts, next_attempt_at) = finish.retry_columns();
         self.run(move |shared| async move {
             // Done: `done` set, the other columns kept; Retry: rescheduled, still pending.
             sqlx::query(

@@ -125,13 +125,7 @@ pub async fn write(
             lease_until,
             finish,
         } => {
-            let (attempts, next_attempt_at) = match finish {
-                Finish::Done => (None, None),
-                Finish::Retry {
-                    attempts,
-                    next_attempt_at,
-                } => (Some(*attempts), Some(*next_attempt_at)),
-            };
+            let (attempts, next_attempt_at) = finish.retry_columns();
             // Done: `done` set, the other columns kept; Retry: rescheduled, still pending.
             sqlx::query(
                 "UPDATE escalations SET done = (?3 IS NULL), \

@@ -37,6 +37,8 @@ pub const TEXT_KEYS: &[&str] = &[
     "metrics_listen",
     "trusted_proxies",
     "broker_prefix",
+    "escalation_webhook",
+    "escalation_secret",
 ];
 
 /// Keys whose values are numbers or booleans.
@@ -60,6 +62,7 @@ pub const TYPED_KEYS: &[&str] = &[
     "hub_shards",
     "write_timeout_secs",
     "demo",
+    "escalation_after_secs",
 ];
 
 /// A database or broker URL for a log line or an error: its password (in the authority or as
@@ -135,6 +138,9 @@ fn check_origins(origins: &[String]) -> Result<(), ConfigError> {
 
 /// Shortest secret or publisher key that draws no warning: 256 bits, as HS256 wants.
 const MIN_SECRET_BYTES: usize = 32;
+
+/// Shortest `escalation_secret` accepted: a guessable key would let anyone forge escalations.
+const MIN_ESCALATION_SECRET_BYTES: usize = 16;
 
 /// Most clock skew `jwt_leeway_secs` may allow.
 const MAX_LEEWAY_SECS: u64 = 3600;
@@ -233,6 +239,19 @@ pub struct Config {
     /// `X-Forwarded-For` names the real client in logs; empty: the TCP peer is the client.
     #[serde(deserialize_with = "list")]
     pub trusted_proxies: Vec<String>,
+    /// Where notifications still unread `escalation_after_secs` after publishing, whose user
+    /// had no live session since, are POSTed (an `http://` or `https://` URL); unset: never.
+    #[serde(deserialize_with = "optional_text")]
+    pub escalation_webhook: Option<String>,
+    /// Seconds a notification must stay unread, its user offline, before it is escalated.
+    pub escalation_after_secs: u64,
+    /// Key of the `X-Informd-Signature` HMAC over each escalation body; required with
+    /// `escalation_webhook`.
+    #[serde(
+        serialize_with = "serialize_secret",
+        deserialize_with = "optional_secret"
+    )]
+    pub escalation_secret: Option<SecretString>,
 }
 
 impl Default for Config {
@@ -272,6 +291,9 @@ impl Default for Config {
             demo: None,
             metrics_listen: None,
             trusted_proxies: Vec::new(),
+            escalation_webhook: None,
+            escalation_after_secs: 900,
+            escalation_secret: None,
         }
     }
 }
@@ -352,6 +374,7 @@ impl Config {
             ));
         }
         check_origins(&self.allowed_origins)?;
+        self.check_escalation()?;
         crate::http::peer::TrustedProxies::parse(&self.trusted_proxies).map_err(ConfigError)?;
         if self.jwt_leeway_secs > MAX_LEEWAY_SECS {
             return Err(ConfigError(format!(
@@ -400,6 +423,51 @@ impl Config {
                 "broker_prefix {:?} must be a non-empty name without spaces, such as \"informd\"; \
                  set broker_prefix (INFORMD_BROKER_PREFIX)",
                 self.broker_prefix
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a webhook that is not an http(s) URL, or that has no signing secret to go with
+    /// it: the receiver could not tell informd's POSTs from anyone else's.
+    fn check_escalation(&self) -> Result<(), ConfigError> {
+        if self.escalation_after_secs == 0 {
+            return Err(ConfigError(
+                "escalation_after_secs must be greater than 0".into(),
+            ));
+        }
+        let Some(webhook) = &self.escalation_webhook else {
+            return Ok(());
+        };
+        let host = webhook
+            .strip_prefix("https://")
+            .or_else(|| webhook.strip_prefix("http://"))
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+        let usable =
+            matches!(host, Some(host) if !host.is_empty() && !host.contains(char::is_whitespace));
+        if !usable {
+            return Err(ConfigError(format!(
+                "escalation_webhook {:?} is not an http:// or https:// URL with a host; set \
+                 escalation_webhook (INFORMD_ESCALATION_WEBHOOK) to the site's receiving view, \
+                 such as https://blog.example/informd/escalate, or leave it unset",
+                redact_url(webhook)
+            )));
+        }
+        let secret = self
+            .escalation_secret
+            .as_ref()
+            .map_or("", |s| s.expose_secret().trim());
+        if secret.len() < MIN_ESCALATION_SECRET_BYTES {
+            return Err(ConfigError(format!(
+                "escalation_secret is {}: with escalation_webhook set, informd signs every POST \
+                 with it, and the site must refuse unsigned ones. Set escalation_secret \
+                 (INFORMD_ESCALATION_SECRET) to a random string of at least \
+                 {MIN_ESCALATION_SECRET_BYTES} bytes shared with the site",
+                if secret.is_empty() {
+                    "missing or empty"
+                } else {
+                    "too short"
+                }
             )));
         }
         Ok(())
@@ -716,6 +784,56 @@ mod tests {
         };
         let err = config.validate().unwrap_err();
         assert!(err.to_string().contains("jwt_leeway_secs must be at most"));
+    }
+
+    #[test]
+    fn an_escalation_webhook_needs_http_and_a_secret() -> Result<(), ConfigError> {
+        let secret = "a-long-escalation-secret";
+        let config = Config::load(
+            None,
+            &[
+                ("escalation_webhook", "https://blog.example/escalate".into()),
+                ("escalation_secret", secret.into()),
+            ],
+        )?;
+        assert_eq!(config.escalation_after_secs, 900);
+        assert!(!format!("{config:?}").contains(secret));
+        for (webhook, secret, says) in [
+            (
+                "https://blog.example/e",
+                "",
+                "escalation_secret is missing or empty",
+            ),
+            (
+                "https://blog.example/e",
+                "short",
+                "escalation_secret is too short",
+            ),
+            (
+                "ftp://u:pw@blog.example/e",
+                secret,
+                "\"ftp://u:***@blog.example/e\"",
+            ),
+            (
+                "blog.example/e",
+                secret,
+                "is not an http:// or https:// URL",
+            ),
+            ("http://", secret, "is not an http:// or https:// URL"),
+        ] {
+            let err = Config::load(
+                None,
+                &[
+                    ("escalation_webhook", webhook.into()),
+                    ("escalation_secret", secret.into()),
+                ],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(says), "{webhook}: {err}");
+            assert!(!err.contains("pw@"), "{err}");
+        }
+        Ok(())
     }
 
     #[test]

@@ -16,9 +16,9 @@
 //! - [`protocol`]: the frames and close codes; [`model`]: events and validation;
 //!   [`auth`]: user tokens, publisher keys, origins; [`config`]: settings;
 //!   [`error`]: the HTTP error type; [`startup`]: wiring, serving, graceful shutdown;
-//!   [`retention`]: pruning; [`cli`]: the `informd` command; [`online`]: session counts on
-//!   this node or across nodes; [`preferences`]: what each user muted, kept in memory on every
-//!   node.
+//!   [`retention`]: pruning; [`escalation`]: the offline hook (a webhook for users who stay
+//!   offline); [`cli`]: the `informd` command; [`online`]: session counts on this node or
+//!   across nodes; [`preferences`]: what each user muted, kept in memory on every node.
 
 pub mod auth;
 pub mod broker;
@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod escalation;
 pub mod http;
 pub mod hub;
 pub mod metrics;

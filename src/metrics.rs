@@ -54,6 +54,9 @@ pub struct Metrics {
     pub storage_errors: IntCounter,
     /// Broker operations that failed.
     pub broker_errors: IntCounter,
+    /// Escalations to the offline webhook, by result (`sent`: a 2xx; `failed`: an attempt
+    /// that will be retried; `skipped`: read, or its user came online, before it was sent).
+    pub escalations: IntCounterVec,
 }
 
 // The `expect`s below cannot fail at run time: every name and help text is a constant in
@@ -189,6 +192,12 @@ impl Metrics {
                 r,
                 "informd_broker_errors_total",
                 "Broker operations that failed.",
+            ),
+            escalations: counter_vec(
+                r,
+                "informd_escalations_total",
+                "POSTs to escalation_webhook, by result (sent, failed and retried, skipped).",
+                "result",
             ),
             registry,
         }

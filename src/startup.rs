@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::auth::Verifier;
 use crate::broker::{self, Fanout};
 use crate::config::{redact_url, Config};
+use crate::escalation;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::preferences::PreferenceService;
@@ -88,7 +89,7 @@ impl Application {
         let store = store::open(&config.database, fanout, metrics.clone()).await?;
         let preferences = PreferenceService::start(&config, store.clone()).await?;
         let publisher = Publisher::new(&config, store.clone(), preferences.mutes().clone());
-        let state = AppState::new(
+        let mut state = AppState::new(
             config.clone(),
             store,
             hub,
@@ -98,6 +99,7 @@ impl Application {
             metrics,
         );
         retention::spawn(state.store.clone(), &config);
+        escalation::start(&mut state)?;
 
         let address = listener.local_addr()?;
         let port = address.port();
@@ -180,6 +182,10 @@ impl Application {
                 "{} sessions still closing at the end of the grace period",
                 state.running_sessions()
             );
+        }
+        // The sessions just closed were the last sight of their users: record it now.
+        if let Some(last_seen) = &state.last_seen {
+            let _ = tokio::time::timeout_at(deadline, last_seen.flush()).await;
         }
         // In-flight requests finish (a publish answered 200 is committed before its answer).
         match tokio::time::timeout_at(deadline, handle.stop(true)).await {

@@ -101,6 +101,11 @@ struct Session {
 /// Runs the session to its end and unregisters it from the hub, whatever the exit path.
 pub async fn run(state: AppState, conn: WsConnection, start: SessionStart) {
     let _running = state.session_started();
+    // The user is seen now and when this session ends (for the offline hook).
+    let _seen = match (&state.last_seen, &start.identity) {
+        (Some(last_seen), Some(identity)) => Some(last_seen.session(&identity.user)),
+        _ => None,
+    };
     let mut counted = Counted::open(state.metrics.clone());
     let registration = start.registration;
     let id = registration.id();

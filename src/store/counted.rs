@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::escalation::EscalationStore;
 use super::{
     PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay, RetentionPolicy, Store,
     StoreError, StoredIdempotency, UserState,
@@ -119,5 +120,9 @@ impl Store for Counted {
         preferences: &Preferences,
     ) -> Result<(), StoreError> {
         self.count(self.inner.set_preferences(user, preferences).await)
+    }
+
+    fn escalations(&self) -> Arc<dyn EscalationStore> {
+        self.inner.escalations()
     }
 }

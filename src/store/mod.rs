@@ -10,8 +10,9 @@
 //!   order, before answering the caller: that is how live delivery stays in `seq` order.
 
 mod counted;
-mod fold;
 mod documents;
+pub mod escalation;
+mod fold;
 mod plan;
 mod postgres;
 mod replay;
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 use crate::metrics::Metrics;
 use crate::model::{Broadcast, EventInput, Notification};
 use crate::preferences::Preferences;
+use escalation::EscalationStore;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -225,6 +227,9 @@ pub trait Store: Send + Sync + 'static {
         user: &str,
         preferences: &Preferences,
     ) -> Result<(), StoreError>;
+
+    /// The offline hook's tables, on the same database.
+    fn escalations(&self) -> Arc<dyn EscalationStore>;
 }
 
 /// Which database a `database` setting names.

@@ -13,6 +13,7 @@ mod auth;
 mod browser_assets;
 mod cluster;
 mod concurrency;
+mod escalation;
 mod frontdoor;
 mod grouping;
 mod inbox;

@@ -23,6 +23,11 @@ impl Daemon {
     /// Starts `informd serve` on `dir/informd.db`. `demo`: nothing configured (the development
     /// secret and key, so the demo is on), as a first-time user runs it. `port` 0: any.
     pub fn start(dir: &Path, demo: bool, port: u16) -> Daemon {
+        Daemon::start_with(dir, demo, port, &[])
+    }
+
+    /// [`Daemon::start`] with more settings, as `INFORMD_*` variables.
+    pub fn start_with(dir: &Path, demo: bool, port: u16, settings: &[(&str, String)]) -> Daemon {
         let mut command = Command::new(BINARY);
         command.current_dir(dir);
         for (key, _) in std::env::vars() {
@@ -36,6 +41,7 @@ impl Daemon {
                 .env("INFORMD_PUBLISH_KEYS", PUBLISH_KEY)
                 .env("INFORMD_JWT_LEEWAY_SECS", "0");
         }
+        command.envs(settings.iter().map(|(key, value)| (key, value)));
         let mut child = command
             .arg("serve")
             .env("INFORMD_DATABASE", dir.join("informd.db"))

@@ -7,7 +7,9 @@ retyped here, and then used the way a site would: a logged-in user fetches a tok
 is saved inside a transaction, the page snippet is rendered.
 
 Environment: INFORMD_URL, INFORMD_JWT_SECRET, INFORMD_PUBLISH_KEY (of the informd the Rust
-test started). Exit code 0 means every check passed.
+test started), INFORMD_ESCALATION_SECRET (its escalation_secret) and DJANGO_PORT (where
+informd's escalation_webhook points: this harness serves the project there). Exit code 0
+means every check passed.
 """
 
 import os
@@ -62,7 +64,8 @@ def configure(project):
     settings.configure(
         DEBUG=True,
         SECRET_KEY="guide-test",
-        ALLOWED_HOSTS=["testserver"],
+        ALLOWED_HOSTS=["testserver", "127.0.0.1"],
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
         INSTALLED_APPS=[
             "django.contrib.contenttypes",
             "django.contrib.auth",
@@ -189,21 +192,88 @@ def check_template(author):
         pathlib.Path(out).write_text(f"<!doctype html><meta charset=utf-8><body>{html}</body>")
 
 
+def serve_django(port):
+    """Serves the project on 127.0.0.1:`port`, where informd POSTs its escalations."""
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from django.core.wsgi import get_wsgi_application
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = make_server("127.0.0.1", port, get_wsgi_application(), handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+def check_escalation(author, reader, article):
+    """informd escalates the author's unread reply (the author never connected) to the view."""
+    import hashlib
+    import hmac
+    import json
+    import time
+
+    from django.core import mail
+    from django.test import Client
+    from notifications.tokens import informd_token
+
+    item = requests.get(
+        f"{INFORMD_URL}/api/notifications",
+        headers={"Authorization": f"Bearer {informd_token(author)}"},
+        timeout=5,
+    ).json()["items"][0]
+    body = json.dumps({"user": str(author.pk), "notification": item}).encode()
+    key = f"informd-escalation-{item['id']}"
+    client = Client()
+    forged = client.post(
+        "/notifications/escalate/",
+        data=body,
+        content_type="application/json",
+        headers={"Idempotency-Key": key, "X-Informd-Signature": "sha256=" + "0" * 64},
+    )
+    assert forged.status_code == 403, forged.status_code
+
+    deadline = time.monotonic() + 20
+    while not getattr(mail, "outbox", []):
+        assert time.monotonic() < deadline, "informd's escalation never reached the view"
+        time.sleep(0.05)
+    assert len(mail.outbox) == 1, [m.subject for m in mail.outbox]
+    email = mail.outbox[0]
+    assert email.to == [author.email], email.to
+    assert email.subject == f"{reader.get_username()} replied to {article.title}", email.subject
+
+    # informd retrying after it lost the answer: the same key is not emailed again.
+    secret = os.environ["INFORMD_ESCALATION_SECRET"].encode()
+    signature = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    repeat = client.post(
+        "/notifications/escalate/",
+        data=body,
+        content_type="application/json",
+        headers={"Idempotency-Key": key, "X-Informd-Signature": signature},
+    )
+    assert repeat.status_code == 200, repeat.status_code
+    assert len(mail.outbox) == 1, "a repeated escalation was emailed twice"
+    print("escalation: informd's signed POST verified, emailed once; forged one refused")
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         project = pathlib.Path(tmp)
         print("guide files:", ", ".join(extract(project)))
         configure(project)
+        serve_django(int(os.environ["DJANGO_PORT"]))
         from blog.models import Article
         from django.contrib.auth import get_user_model
 
         User = get_user_model()
-        author = User.objects.create_user("ada", password="x")
+        author = User.objects.create_user("ada", email="ada@example.com", password="x")
         reader = User.objects.create_user("grace", password="x")
         article = Article.objects.create(author=author, title="Hello informd")
         check_token_view(author)
         check_publish_after_commit(author, reader, article)
         check_template(author)
+        check_escalation(author, reader, article)
     print("django guide: passed")
 
 

@@ -12,6 +12,7 @@
 //! [`ACQUIRE_TIMEOUT`]: while PostgreSQL is unreachable a publish answers 503 within that time
 //! instead of hanging, and the pool reconnects by itself once it is back.
 
+mod escalation;
 mod sequencer;
 mod writer;
 mod writes;
@@ -27,9 +28,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::documents;
 use super::fold::{NotificationColumns, NOTIFICATION_COLUMNS};
 use super::replay::{ReplayWindow, SparseWindow};
-use super::documents;
 use super::{
     CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay,
     RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
@@ -37,6 +38,7 @@ use super::{
 use crate::metrics::Metrics;
 use crate::model::{now_millis, rfc3339_millis, Broadcast, Notification};
 use crate::preferences::Preferences;
+use crate::store::escalation::EscalationStore;
 use sequencer::Sequencer;
 
 /// Connections per node: enough for 16 concurrent publishers plus reads.
@@ -487,5 +489,9 @@ impl Store for PgStore {
             writes::retrying(|| writes::set_preferences(&shared, &user, &preferences)).await
         })
         .await
+    }
+
+    fn escalations(&self) -> Arc<dyn EscalationStore> {
+        escalation::PgEscalations::new(self.shared.clone(), self.runtime.1.clone())
     }
 }

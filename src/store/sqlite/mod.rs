@@ -6,6 +6,7 @@
 //! the listener in order. Reads (replay, inbox pages, badges) use separate read-only
 //! connections and never wait for the writer.
 
+mod escalation;
 mod writer;
 mod writes;
 
@@ -22,9 +23,9 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::documents;
 use super::fold::{NotificationColumns, NOTIFICATION_COLUMNS};
 use super::replay::{ReplayWindow, SparseWindow};
-use super::documents;
 use super::{
     CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay,
     RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
@@ -32,6 +33,7 @@ use super::{
 use crate::metrics::Metrics;
 use crate::model::{now_millis, rfc3339_millis, Broadcast, Notification};
 use crate::preferences::Preferences;
+use crate::store::escalation::EscalationStore;
 use writer::{Reply, Work, WriteOp};
 
 /// Operations waiting for the writer; more than this many queued publishes back-pressure the
@@ -150,14 +152,23 @@ impl SqliteStore {
         work: Work,
         reply: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Reply,
     ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let op = WriteOp {
-            work,
-            reply: reply(tx),
-        };
-        self.writer.send(op).await.map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        submit(&self.writer, work, reply).await
     }
+}
+
+/// Queues `work` for `writer` and waits for its result.
+async fn submit<T>(
+    writer: &mpsc::Sender<WriteOp>,
+    work: Work,
+    reply: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Reply,
+) -> Result<T, StoreError> {
+    let (tx, rx) = oneshot::channel();
+    let op = WriteOp {
+        work,
+        reply: reply(tx),
+    };
+    writer.send(op).await.map_err(|_| StoreError::Closed)?;
+    rx.await.map_err(|_| StoreError::Closed)?
 }
 
 fn raw_json(text: Option<String>) -> Option<Box<RawValue>> {
@@ -408,5 +419,9 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let work = Work::SetPreferences(user.to_string(), preferences.clone());
         self.submit(work, Reply::SetPreferences).await
+    }
+
+    fn escalations(&self) -> Arc<dyn EscalationStore> {
+        escalation::SqliteEscalations::new(self.writer.clone())
     }
 }

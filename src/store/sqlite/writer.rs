@@ -14,6 +14,7 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::escalation::{self, EscalationOutput, EscalationWrite};
 use super::writes;
 use crate::metrics::Metrics;
 use crate::preferences::Preferences;
@@ -32,6 +33,8 @@ pub enum Work {
     Prune(RetentionPolicy),
     /// A user and their new preferences (an empty document removes the row).
     SetPreferences(String, Preferences),
+    /// The offline hook's bookkeeping, in a savepoint of its own.
+    Escalation(EscalationWrite),
 }
 
 /// Where the result of a [`Work`] goes.
@@ -40,6 +43,7 @@ pub enum Reply {
     MarkRead(oneshot::Sender<Result<i64, StoreError>>),
     Prune(oneshot::Sender<Result<PruneReport, StoreError>>),
     SetPreferences(oneshot::Sender<Result<(), StoreError>>),
+    Escalation(oneshot::Sender<Result<EscalationOutput, StoreError>>),
 }
 
 /// The result of a [`Work`], before it is sent.
@@ -48,6 +52,7 @@ pub enum Output {
     Unread(i64),
     Prune(PruneReport),
     Done,
+    Escalation(Result<EscalationOutput, StoreError>),
 }
 
 /// Work and where its answer goes.
@@ -83,10 +88,12 @@ impl Reply {
             (Reply::MarkRead(tx), Ok(Output::Unread(u))) => drop(tx.send(Ok(u))),
             (Reply::Prune(tx), Ok(Output::Prune(p))) => drop(tx.send(Ok(p))),
             (Reply::SetPreferences(tx), Ok(Output::Done)) => drop(tx.send(Ok(()))),
+            (Reply::Escalation(tx), Ok(Output::Escalation(r))) => drop(tx.send(r)),
             (Reply::Publish(tx), _) => drop(tx.send(Err(StoreError::Closed))),
             (Reply::MarkRead(tx), _) => drop(tx.send(Err(StoreError::Closed))),
             (Reply::Prune(tx), _) => drop(tx.send(Err(StoreError::Closed))),
             (Reply::SetPreferences(tx), _) => drop(tx.send(Err(StoreError::Closed))),
+            (Reply::Escalation(tx), _) => drop(tx.send(Err(StoreError::Closed))),
         }
     }
 }
@@ -178,6 +185,17 @@ async fn commit_group(
                 index += 1;
                 writes::set_preferences(&mut tx, user, preferences).await?;
                 outputs.push(Output::Done);
+            }
+            Work::Escalation(write) => {
+                index += 1;
+                // A savepoint: its failure is its caller's alone, not the group's.
+                let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
+                let result = escalation::write(&mut savepoint, write).await;
+                match result {
+                    Ok(_) => savepoint.commit().await?,
+                    Err(_) => savepoint.rollback().await?,
+                }
+                outputs.push(Output::Escalation(result));
             }
         }
     }

@@ -33,6 +33,9 @@ use webhook::{AttemptError, Webhook, ATTEMPT_TIMEOUT};
 /// How far before its cursor a scan looks again: a notification committed after later ones
 /// were scanned (a slow transaction, another node's clock a little ahead) is still found.
 const LOOKBACK: Duration = Duration::from_secs(30);
+/// Notifications older than this when they become due are not escalated: after a long outage,
+/// or a webhook turned off and on again, a day's backlog is sent, not months of it.
+const MAX_CATCH_UP: Duration = Duration::from_secs(24 * 3600);
 /// Most notifications one scan queues; the next scan goes on from there.
 const SCAN_LIMIT: i64 = 1000;
 /// Outbox rows one node leases per tick; they are POSTed concurrently.
@@ -89,6 +92,24 @@ struct Escalator {
     metrics: Arc<Metrics>,
 }
 
+/// The offline hook running on this node: what sessions and shutdown need of it.
+pub struct Running {
+    /// Where sessions record that their user was seen.
+    pub last_seen: Arc<seen::LastSeen>,
+    /// Held by the worker for each pass, so shutdown can wait for the current one to record
+    /// its outcomes (a POST answered but not recorded would be sent again).
+    pass: tokio::sync::Mutex<()>,
+}
+
+impl Running {
+    /// Waits for the pass under way, if any (none starts once shutdown has begun), then writes
+    /// the last sightings of users.
+    pub async fn stop(&self) {
+        let _no_pass = self.pass.lock().await;
+        self.last_seen.flush().await;
+    }
+}
+
 /// Starts the worker, and the recording of when users were seen, when a webhook is
 /// configured. The configuration was checked at start (a secret goes with the webhook).
 pub fn start(state: &mut AppState) -> anyhow::Result<()> {
@@ -97,7 +118,11 @@ pub fn start(state: &mut AppState) -> anyhow::Result<()> {
         return Ok(());
     };
     let store = state.store.escalations();
-    state.last_seen = Some(seen::LastSeen::start(store.clone()));
+    let running = Arc::new(Running {
+        last_seen: seen::LastSeen::start(store.clone()),
+        pass: tokio::sync::Mutex::new(()),
+    });
+    state.escalation = Some(running.clone());
     let escalator = Escalator {
         store,
         online: state.online.clone(),
@@ -116,6 +141,7 @@ pub fn start(state: &mut AppState) -> anyhow::Result<()> {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
+            let _pass = running.pass.lock().await;
             if state.is_shutting_down() {
                 return;
             }
@@ -129,9 +155,11 @@ impl Escalator {
     /// One scan, then one batch of deliveries.
     async fn pass(&self) {
         let now = now_millis();
+        let cutoff = now.saturating_sub(millis(self.after));
         let scan = DueScan {
-            cutoff: now.saturating_sub(millis(self.after)),
+            cutoff,
             lookback: millis(LOOKBACK),
+            oldest: cutoff.saturating_sub(millis(MAX_CATCH_UP)),
             limit: SCAN_LIMIT,
             now,
         };

@@ -71,15 +71,18 @@ fn jitter() -> f64 {
     (random >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Why a leased row is not sent.
-fn reason_to_skip(leased: &Leased) -> Option<&'static str> {
-    match &leased.notification {
+/// Why a leased row is not sent: its notification is gone (`read` is `None`) or read, or its
+/// user was seen at or after it was published.
+fn reason_to_skip(
+    read: Option<bool>,
+    published_at: i64,
+    last_seen: Option<i64>,
+) -> Option<&'static str> {
+    match read {
         None => Some("it was deleted"),
-        Some(n) if n.read => Some("it was read"),
-        Some(_) if leased.last_seen >= Some(leased.published_at) => {
-            Some("its user was online since")
-        }
-        Some(_) => None,
+        Some(true) => Some("it was read"),
+        Some(false) if last_seen >= Some(published_at) => Some("its user was online since"),
+        Some(false) => None,
     }
 }
 
@@ -185,7 +188,8 @@ impl Escalator {
     /// Sends one leased row, or drops it, or schedules its next try.
     async fn deliver(&self, leased: &Leased) {
         let id = leased.notification_id;
-        let skip = match reason_to_skip(leased) {
+        let read = leased.notification.as_ref().map(|n| n.read);
+        let skip = match reason_to_skip(read, leased.published_at, leased.last_seen) {
             Some(reason) => Some(reason),
             None => {
                 let online = self.online.user_sessions(&[&leased.user]).await;
@@ -257,6 +261,15 @@ mod tests {
         assert_eq!(backoff(0, 1.0), Duration::from_secs(1));
         let j = jitter();
         assert!((0.0..1.0).contains(&j));
+    }
+
+    #[test]
+    fn only_unread_notifications_of_users_not_seen_since_are_sent() {
+        assert_eq!(reason_to_skip(Some(false), 1_000, None), None);
+        assert_eq!(reason_to_skip(Some(false), 1_000, Some(999)), None);
+        assert!(reason_to_skip(Some(false), 1_000, Some(1_000)).is_some());
+        assert!(reason_to_skip(Some(true), 1_000, None).is_some());
+        assert_eq!(reason_to_skip(None, 1_000, None), Some("it was deleted"));
     }
 
     #[test]

@@ -183,9 +183,10 @@ impl Application {
                 state.running_sessions()
             );
         }
-        // The sessions just closed were the last sight of their users: record it now.
-        if let Some(last_seen) = &state.last_seen {
-            let _ = tokio::time::timeout_at(deadline, last_seen.flush()).await;
+        // Escalations being sent are recorded, and the sessions just closed were the last
+        // sight of their users: record that too.
+        if let Some(escalation) = &state.escalation {
+            let _ = tokio::time::timeout_at(deadline, escalation.stop()).await;
         }
         // In-flight requests finish (a publish answered 200 is committed before its answer).
         match tokio::time::timeout_at(deadline, handle.stop(true)).await {

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use crate::auth::Verifier;
 use crate::broker::{Broker, Opened};
 use crate::config::Config;
-use crate::escalation::seen::LastSeen;
+use crate::escalation;
 use crate::http::peer::TrustedProxies;
 use crate::hub::{Hub, SessionId};
 use crate::metrics::Metrics;
@@ -34,8 +34,8 @@ pub struct AppState {
     pub online: Arc<dyn OnlineCounts>,
     /// `trusted_proxies`, parsed once.
     pub proxies: Arc<TrustedProxies>,
-    /// When users were last seen, for the offline hook; `None` without `escalation_webhook`.
-    pub last_seen: Option<Arc<LastSeen>>,
+    /// The offline hook; `None` without `escalation_webhook`.
+    pub escalation: Option<Arc<escalation::Running>>,
     shutting_down: Arc<AtomicBool>,
     next_session: Arc<AtomicU64>,
     /// Session tasks still running (closing included), so shutdown can wait for their close
@@ -76,7 +76,7 @@ impl AppState {
         let proxies = TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default();
         AppState {
             proxies: Arc::new(proxies),
-            last_seen: None,
+            escalation: None,
             config,
             store,
             hub,

@@ -33,6 +33,9 @@ use webhook::{AttemptError, Webhook, ATTEMPT_TIMEOUT};
 /// How far before its cursor a scan looks again: a notification committed after later ones
 /// were scanned (a slow transaction, another node's clock a little ahead) is still found.
 const LOOKBACK: Duration = Duration::from_secs(30);
+/// Notifications older than this when they become due are not escalated: after a long outage,
+/// or a webhook turned off and on again, a day's backlog is sent, not months of it.
+const MAX_CATCH_UP: Duration = Duration::from_secs(24 * 3600);
 /// Most notifications one scan queues; the next scan goes on from there.
 const SCAN_LIMIT: i64 = 1000;
 /// Outbox rows one node leases per tick; they are POSTed concurrently.
@@ -68,15 +71,18 @@ fn jitter() -> f64 {
     (random >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Why a leased row is not sent.
-fn reason_to_skip(leased: &Leased) -> Option<&'static str> {
-    match &leased.notification {
+/// Why a leased row is not sent: its notification is gone (`read` is `None`) or read, or its
+/// user was seen at or after it was published.
+fn reason_to_skip(
+    read: Option<bool>,
+    published_at: i64,
+    last_seen: Option<i64>,
+) -> Option<&'static str> {
+    match read {
         None => Some("it was deleted"),
-        Some(n) if n.read => Some("it was read"),
-        Some(_) if leased.last_seen >= Some(leased.published_at) => {
-            Some("its user was online since")
-        }
-        Some(_) => None,
+        Some(true) => Some("it was read"),
+        Some(false) if last_seen >= Some(published_at) => Some("its user was online since"),
+        Some(false) => None,
     }
 }
 
@@ -89,6 +95,24 @@ struct Escalator {
     metrics: Arc<Metrics>,
 }
 
+/// The offline hook running on this node: what sessions and shutdown need of it.
+pub struct Running {
+    /// Where sessions record that their user was seen.
+    pub last_seen: Arc<seen::LastSeen>,
+    /// Held by the worker for each pass, so shutdown can wait for the current one to record
+    /// its outcomes (a POST answered but not recorded would be sent again).
+    pass: tokio::sync::Mutex<()>,
+}
+
+impl Running {
+    /// Waits for the pass under way, if any (none starts once shutdown has begun), then writes
+    /// the last sightings of users.
+    pub async fn stop(&self) {
+        let _no_pass = self.pass.lock().await;
+        self.last_seen.flush().await;
+    }
+}
+
 /// Starts the worker, and the recording of when users were seen, when a webhook is
 /// configured. The configuration was checked at start (a secret goes with the webhook).
 pub fn start(state: &mut AppState) -> anyhow::Result<()> {
@@ -97,7 +121,11 @@ pub fn start(state: &mut AppState) -> anyhow::Result<()> {
         return Ok(());
     };
     let store = state.store.escalations();
-    state.last_seen = Some(seen::LastSeen::start(store.clone()));
+    let running = Arc::new(Running {
+        last_seen: seen::LastSeen::start(store.clone()),
+        pass: tokio::sync::Mutex::new(()),
+    });
+    state.escalation = Some(running.clone());
     let escalator = Escalator {
         store,
         online: state.online.clone(),
@@ -116,6 +144,7 @@ pub fn start(state: &mut AppState) -> anyhow::Result<()> {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
+            let _pass = running.pass.lock().await;
             if state.is_shutting_down() {
                 return;
             }
@@ -129,9 +158,11 @@ impl Escalator {
     /// One scan, then one batch of deliveries.
     async fn pass(&self) {
         let now = now_millis();
+        let cutoff = now.saturating_sub(millis(self.after));
         let scan = DueScan {
-            cutoff: now.saturating_sub(millis(self.after)),
+            cutoff,
             lookback: millis(LOOKBACK),
+            oldest: cutoff.saturating_sub(millis(MAX_CATCH_UP)),
             limit: SCAN_LIMIT,
             now,
         };
@@ -157,7 +188,8 @@ impl Escalator {
     /// Sends one leased row, or drops it, or schedules its next try.
     async fn deliver(&self, leased: &Leased) {
         let id = leased.notification_id;
-        let skip = match reason_to_skip(leased) {
+        let read = leased.notification.as_ref().map(|n| n.read);
+        let skip = match reason_to_skip(read, leased.published_at, leased.last_seen) {
             Some(reason) => Some(reason),
             None => {
                 let online = self.online.user_sessions(&[&leased.user]).await;
@@ -229,6 +261,15 @@ mod tests {
         assert_eq!(backoff(0, 1.0), Duration::from_secs(1));
         let j = jitter();
         assert!((0.0..1.0).contains(&j));
+    }
+
+    #[test]
+    fn only_unread_notifications_of_users_not_seen_since_are_sent() {
+        assert_eq!(reason_to_skip(Some(false), 1_000, None), None);
+        assert_eq!(reason_to_skip(Some(false), 1_000, Some(999)), None);
+        assert!(reason_to_skip(Some(false), 1_000, Some(1_000)).is_some());
+        assert!(reason_to_skip(Some(true), 1_000, None).is_some());
+        assert_eq!(reason_to_skip(None, 1_000, None), Some("it was deleted"));
     }
 
     #[test]

@@ -62,6 +62,9 @@ impl Webhook {
     pub fn new(url: String, secret: SecretString) -> Result<Webhook, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(ATTEMPT_TIMEOUT)
+            // A redirect would turn the POST into a GET elsewhere: a 3xx is a failed attempt,
+            // and the webhook should be configured with its final URL.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("informd/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Webhook {

@@ -102,8 +102,8 @@ struct Session {
 pub async fn run(state: AppState, conn: WsConnection, start: SessionStart) {
     let _running = state.session_started();
     // The user is seen now and when this session ends (for the offline hook).
-    let _seen = match (&state.last_seen, &start.identity) {
-        (Some(last_seen), Some(identity)) => Some(last_seen.session(&identity.user)),
+    let _seen = match (&state.escalation, &start.identity) {
+        (Some(escalation), Some(identity)) => Some(escalation.last_seen.session(&identity.user)),
         _ => None,
     };
     let mut counted = Counted::open(state.metrics.clone());

@@ -18,6 +18,9 @@ pub struct DueScan {
     /// How far before the cursor the scan looks again, for notifications committed after
     /// later ones were scanned (a slow transaction, another node's clock).
     pub lookback: i64,
+    /// Notifications created before this are never queued, however far behind the cursor is
+    /// (a webhook turned on again after a long while, a long outage): old news is not mailed.
+    pub oldest: i64,
     /// Most notifications queued by one pass.
     pub limit: i64,
     /// When the queued ones are first tried.
@@ -85,6 +88,13 @@ pub trait EscalationStore: Send + Sync + 'static {
     async fn finish(&self, leased: &Leased, finish: Finish) -> Result<(), StoreError>;
 }
 
+impl DueScan {
+    /// Where a pass from `cursor` starts: the look-back before it, but never before `oldest`.
+    pub fn from(&self, cursor: i64) -> i64 {
+        cursor.saturating_sub(self.lookback).max(self.oldest)
+    }
+}
+
 /// The cursor after a pass over `(from, cutoff]` that queued `queued` rows, the newest
 /// created at `newest`: at the cutoff when the pass took everything, else at the newest queued
 /// (the next pass, which looks back, finds the rest). Never backwards.
@@ -105,6 +115,7 @@ mod tests {
         let scan = DueScan {
             cutoff: 1_000,
             lookback: 100,
+            oldest: 0,
             limit: 2,
             now: 2_000,
         };

@@ -159,7 +159,7 @@ async fn scan_due(conn: &mut SqliteConnection, scan: &DueScan) -> Result<u64, St
             .await?;
         return Ok(0);
     };
-    let from = cursor.saturating_sub(scan.lookback);
+    let from = scan.from(cursor);
     let queued: Vec<i64> = sqlx::query_scalar(
         "INSERT INTO escalations (notification_id, user_id, published_at, next_attempt_at) \
          SELECT n.id, n.user_id, n.created_at, ?4 FROM notifications n \

@@ -96,6 +96,9 @@ pub struct PublishArgs {
     /// Data object, as JSON.
     #[arg(long)]
     pub data: Option<String>,
+    /// Group: while the recipient has an unread notification of it, this event updates it.
+    #[arg(long, conflicts_with = "topic")]
+    pub group: Option<String>,
     /// Idempotency-Key header.
     #[arg(long)]
     pub idempotency_key: Option<String>,
@@ -187,6 +190,9 @@ async fn publish(config: &Config, args: PublishArgs) -> anyhow::Result<()> {
                 if let Some(value) = json_object(name, text.as_deref())? {
                     event.insert(name.into(), value);
                 }
+            }
+            if let Some(group) = &args.group {
+                event.insert("group".into(), json!(group));
             }
         }
     }

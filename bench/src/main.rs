@@ -118,6 +118,10 @@ enum Scenario {
         /// Publish requests in flight at once.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Give each event one of N groups (`bench:<i mod N>`): every event after a
+        /// recipient's first of a group folds into that notification (nothing is read).
+        #[arg(long)]
+        group: Option<usize>,
     },
     /// Start informd, SIGKILL and restart it repeatedly under a mixed publish and read load
     /// with clients connected; then check nothing acknowledged was lost or doubled.
@@ -196,6 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             rate,
             batch,
             concurrency,
+            group,
         } => {
             let shape = targeted::Shape {
                 clients,
@@ -203,6 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 rate,
                 batch: batch.max(1),
                 concurrency: concurrency.max(1),
+                groups: group.map(|n| n.max(1)),
             };
             targeted::run(&cli.common, shape).await?
         }

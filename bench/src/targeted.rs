@@ -1,5 +1,7 @@
 //! `targeted`: notifications to random connected users through `POST /publish`, from several
-//! concurrent publishers, each user receiving exactly the ones addressed to it.
+//! concurrent publishers, each user receiving exactly the ones addressed to it. With
+//! `--group N` each event carries one of N groups, so most fold into an unread notification
+//! (each still reaches its user as a frame): the cost of grouping on the publish path.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,6 +24,8 @@ pub struct Shape {
     pub rate: f64,
     pub batch: usize,
     pub concurrency: usize,
+    /// Events carry one of this many groups; `None`: no group.
+    pub groups: Option<usize>,
 }
 
 fn user(k: usize) -> String {
@@ -50,8 +54,11 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
     let publisher = Publisher::new(common.publish_base(), &common.key)?;
     let next_request = Arc::new(AtomicUsize::new(0));
     eprintln!(
-        "publishing {} notifications to {} sessions in requests of {}, {} at a time{}",
+        "publishing {} notifications{} to {} sessions in requests of {}, {} at a time{}",
         shape.events,
+        shape
+            .groups
+            .map_or(String::new(), |n| format!(" in {n} groups")),
         online.len(),
         shape.batch,
         shape.concurrency,
@@ -86,7 +93,12 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
                                 i: i as u32,
                                 t: now_micros(),
                             };
-                            json!({"to": user(recipient[i]), "kind": "bench", "data": probe})
+                            let mut event =
+                                json!({"to": user(recipient[i]), "kind": "bench", "data": probe});
+                            if let Some(groups) = shape.groups {
+                                event["group"] = json!(format!("bench:{}", i % groups));
+                            }
+                            event
                         })
                         .collect();
                     let body = if shape.batch == 1 {
@@ -155,6 +167,7 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
     summary.set("rate", json!(shape.rate));
     summary.set("batch", json!(shape.batch));
     summary.set("concurrency", json!(shape.concurrency));
+    summary.set("groups", json!(shape.groups));
     summary.set("http_errors", json!(published.failed_requests));
     summary.set("publishes_per_sec", json!(requests_per_sec.round()));
     summary.set(

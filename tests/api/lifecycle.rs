@@ -226,6 +226,32 @@ async fn the_cli_migrates_mints_and_publishes() {
     assert_eq!(answer["recipients"], 1);
     let frame = client.next_of_type("notification").await;
     assert_eq!(frame["notification"]["actor"]["name"], "alice");
+    // `--group`: two of one group make one notification of count 2.
+    for _ in 0..2 {
+        let grouped = configured(dir.path())
+            .args([
+                "publish",
+                "--url",
+                &base,
+                "--key",
+                PUBLISH_KEY,
+                "--to",
+                "42",
+            ])
+            .args(["--kind", "like", "--group", "like:article:1"])
+            .output()
+            .unwrap();
+        assert!(grouped.status.success(), "{grouped:?}");
+    }
+    client.next_of_type("notification").await;
+    let frame = client.next_of_type("notification").await;
+    assert_eq!(
+        (
+            &frame["notification"]["group"],
+            &frame["notification"]["count"]
+        ),
+        (&json!("like:article:1"), &json!(2))
+    );
 
     let bad = configured(dir.path())
         .args([

@@ -19,6 +19,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::protocol::close;
 use crate::publish::Publisher;
+use crate::session::SessionThreads;
 use crate::state::AppState;
 use crate::{retention, server, store};
 
@@ -86,6 +87,13 @@ impl Application {
         let fanout = Arc::new(Fanout::start(opened.broker.clone()));
         let store = store::open(&config.database, fanout, metrics.clone()).await?;
         let publisher = Publisher::new(&config, store.clone());
+        let workers = match config.workers {
+            0 => cores(),
+            n => n,
+        };
+        // As many threads for sessions as for HTTP: a fan-out keeps those busy, and requests
+        // are still served at once by these.
+        let session_threads = SessionThreads::start(workers);
         let state = AppState::new(
             config.clone(),
             store,
@@ -94,15 +102,12 @@ impl Application {
             verifier,
             publisher,
             metrics,
+            session_threads,
         );
         retention::spawn(state.store.clone(), &config);
 
         let address = listener.local_addr()?;
         let port = address.port();
-        let workers = match config.workers {
-            0 => cores(),
-            n => n,
-        };
         let metrics_address = match &metrics_listener {
             Some(l) => Some(l.local_addr()?),
             None => None,
@@ -119,7 +124,7 @@ impl Application {
             log::info!("metrics on http://{address}/metrics only");
         }
         log::info!(
-            "informd listening on {address} (database {}, broker {}, {workers} workers, {shards} hub shards)",
+            "informd listening on {address} (database {}, broker {}, {workers} workers, {workers} session threads, {shards} hub shards)",
             redact_url(&config.database),
             redact_url(&config.broker)
         );
@@ -168,8 +173,8 @@ impl Application {
         state.begin_shutdown();
         handle.pause().await;
         state.hub.close_all(close::GOING_AWAY).await;
-        // Sessions are tasks of the workers: let their close frames go out before the workers
-        // stop. A client that does not read is not waited for (see `session::finish`).
+        // Let the sessions' close frames go out before their threads stop. A client that does
+        // not read is not waited for (see `session::finish`).
         if tokio::time::timeout_at(deadline, state.sessions_finished())
             .await
             .is_err()
@@ -180,7 +185,10 @@ impl Application {
             );
         }
         // In-flight requests finish (a publish answered 200 is committed before its answer).
-        match tokio::time::timeout_at(deadline, handle.stop(true)).await {
+        let stopped = tokio::time::timeout_at(deadline, handle.stop(true)).await;
+        // Sessions still closing when the grace ran out end with their threads.
+        state.session_threads.stop();
+        match stopped {
             Ok(()) => {
                 let _ = serving.await;
                 log::info!("informd stopped");

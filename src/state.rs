@@ -14,6 +14,7 @@ use crate::hub::{Hub, SessionId};
 use crate::metrics::Metrics;
 use crate::online::OnlineCounts;
 use crate::publish::Publisher;
+use crate::session::SessionThreads;
 use crate::store::Store;
 
 /// Shared by handlers through `web::Data`; cheap to clone.
@@ -30,6 +31,8 @@ pub struct AppState {
     pub online: Arc<dyn OnlineCounts>,
     /// `trusted_proxies`, parsed once.
     pub proxies: Arc<TrustedProxies>,
+    /// Where sessions run, apart from the HTTP workers.
+    pub session_threads: Arc<SessionThreads>,
     shutting_down: Arc<AtomicBool>,
     next_session: Arc<AtomicU64>,
     /// Session tasks still running (closing included), so shutdown can wait for their close
@@ -64,6 +67,7 @@ impl AppState {
         verifier: Verifier,
         publisher: Publisher,
         metrics: Arc<Metrics>,
+        session_threads: SessionThreads,
     ) -> AppState {
         let Opened { broker, online } = opened;
         // Validated with the rest of the configuration; nothing is left to refuse here.
@@ -78,6 +82,7 @@ impl AppState {
             publisher: Arc::new(publisher),
             metrics,
             online,
+            session_threads: Arc::new(session_threads),
             shutting_down: Arc::new(AtomicBool::new(false)),
             next_session: Arc::new(AtomicU64::new(1)),
             running_sessions: Arc::default(),

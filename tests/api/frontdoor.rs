@@ -307,6 +307,39 @@ async fn a_handshake_after_other_requests_on_a_kept_alive_connection_becomes_a_s
     assert!(answer.contains("HTTP/1.1 101"), "{answer}");
 }
 
+/// `POST /publish` of one notification to `user`, as raw HTTP/1.1 on a kept-alive connection.
+fn publish_request(user: &str, kind: &str) -> String {
+    let body = json!({"to": user, "kind": kind}).to_string();
+    format!(
+        "POST /publish HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {PUBLISH_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test]
+async fn a_connection_that_published_can_become_a_session_that_receives() {
+    // The publish is served by an HTTP worker and the session runs on a session thread: the
+    // connection crosses from one to the other and nothing sent on it is lost.
+    let app = spawn_app().await;
+    let mut io = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    io.write_all(publish_request("7", "before").as_bytes())
+        .await
+        .unwrap();
+    let answer = read_until(&mut io, r#""online_sessions""#).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mut bytes = handshake(&app.token("7"), "")
+        .replace("/inform?", "/inform?since=0&")
+        .into_bytes();
+    bytes.extend(client_text_frame(r#"{"type":"ping"}"#));
+    io.write_all(&bytes).await.unwrap();
+    let answer = read_until(&mut io, r#""type":"pong""#).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    assert!(answer.contains(r#""kind":"before""#), "replayed: {answer}");
+    app.notify("7", "after").await;
+    read_until(&mut io, r#""kind":"after""#).await;
+}
+
 #[tokio::test]
 async fn later_handshakes_are_held_to_the_same_rules() {
     let app = spawn_app().await;

@@ -19,7 +19,6 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::protocol::close;
 use crate::publish::Publisher;
-use crate::session::SessionThreads;
 use crate::state::AppState;
 use crate::{retention, server, store};
 
@@ -47,6 +46,14 @@ fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+}
+
+/// The number of threads a setting asks for, where 0 means one per core.
+pub(crate) fn threads(configured: usize) -> usize {
+    match configured {
+        0 => cores(),
+        n => n,
+    }
 }
 
 /// Raises the open-file soft limit to the hard limit: every session is a socket.
@@ -77,23 +84,14 @@ impl Application {
         };
         let config = Arc::new(config);
         let verifier = Verifier::from_config(&config)?;
-        let shards = match config.hub_shards {
-            0 => cores(),
-            n => n,
-        };
+        let shards = threads(config.hub_shards);
         let metrics = Arc::new(Metrics::new());
         let hub = Hub::start(shards, config.max_sessions_per_user, metrics.clone());
         let opened = broker::open(&config, hub.clone(), metrics.clone())?;
         let fanout = Arc::new(Fanout::start(opened.broker.clone()));
         let store = store::open(&config.database, fanout, metrics.clone()).await?;
         let publisher = Publisher::new(&config, store.clone());
-        let workers = match config.workers {
-            0 => cores(),
-            n => n,
-        };
-        // As many threads for sessions as for HTTP: a fan-out keeps those busy, and requests
-        // are still served at once by these.
-        let session_threads = SessionThreads::start(workers);
+        let workers = threads(config.workers);
         let state = AppState::new(
             config.clone(),
             store,
@@ -102,7 +100,6 @@ impl Application {
             verifier,
             publisher,
             metrics,
-            session_threads,
         );
         retention::spawn(state.store.clone(), &config);
 

@@ -67,11 +67,13 @@ impl AppState {
         verifier: Verifier,
         publisher: Publisher,
         metrics: Arc<Metrics>,
-        session_threads: SessionThreads,
     ) -> AppState {
         let Opened { broker, online } = opened;
         // Validated with the rest of the configuration; nothing is left to refuse here.
         let proxies = TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default();
+        // As many threads for sessions as for HTTP: a fan-out keeps those busy, and requests
+        // are still served at once by the workers.
+        let session_threads = SessionThreads::start(crate::startup::threads(config.workers));
         AppState {
             proxies: Arc::new(proxies),
             config,

@@ -183,11 +183,8 @@ pub async fn accept(mut io: TcpStream, handshake: Handshake, frames: BytesMut, s
         queue: queue_rx,
         signal,
     };
-    // The session runs as a task of its own on a session thread, sized for the session alone,
-    // and the front door's connection future (sized for HTTP parsing too) ends here.
-    let threads = state.session_threads.clone();
-    threads.spawn(io, move |io| {
-        let connection = WsConnection::new(io, state.config.max_frame_bytes, frames);
-        session::run(state, connection, start)
-    });
+    let connection = WsConnection::new(io, state.config.max_frame_bytes, frames);
+    // The session runs as a task of its own (on the session thread that answered its
+    // handshake), sized for the session alone, and the handshake's future ends here.
+    actix_web::rt::spawn(session::run(state, connection, start));
 }

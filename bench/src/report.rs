@@ -66,14 +66,22 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// Publish→receive, over every session's deliveries.
     pub fn of(results: &[ClientResult]) -> Latency {
+        Latency::of_micros(
+            results
+                .iter()
+                .flat_map(|r| r.latencies_us.iter().map(|us| u64::from(*us))),
+        )
+    }
+
+    /// Percentiles of durations given in microseconds.
+    pub fn of_micros(micros: impl IntoIterator<Item = u64>) -> Latency {
         let Ok(mut histogram) = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3) else {
             return Latency::default();
         };
-        for result in results {
-            for us in &result.latencies_us {
-                histogram.saturating_record(u64::from(*us).max(1));
-            }
+        for us in micros {
+            histogram.saturating_record(us.max(1));
         }
         if histogram.is_empty() {
             return Latency::default();

@@ -176,7 +176,6 @@ pub async fn accept(mut io: TcpStream, handshake: Handshake, frames: BytesMut, s
         }
     );
     let _ = io.set_nodelay(true);
-    let connection = WsConnection::new(io, state.config.max_frame_bytes, frames);
     let start = SessionStart {
         registration,
         identity: admitted.identity,
@@ -184,7 +183,8 @@ pub async fn accept(mut io: TcpStream, handshake: Handshake, frames: BytesMut, s
         queue: queue_rx,
         signal,
     };
-    // The session runs as a task of its own, sized for the session alone, and the front
-    // door's connection future (sized for HTTP parsing too) ends here.
+    let connection = WsConnection::new(io, state.config.max_frame_bytes, frames);
+    // The session runs as a task of its own (on the session thread that answered its
+    // handshake), sized for the session alone, and the handshake's future ends here.
     actix_web::rt::spawn(session::run(state, connection, start));
 }

@@ -36,7 +36,7 @@ use prefixed::Prefixed;
 use crate::error::ApiError;
 use crate::http;
 use crate::state::AppState;
-use crate::ws::handshake::{recognise_later, refusal, Opening};
+use crate::ws::handshake::{recognise_later, refusal, Handshake, Opening};
 
 /// Connections waiting to be accepted.
 const BACKLOG: i32 = 4096;
@@ -205,7 +205,7 @@ where
                 BytesMut::new()
             };
             drop(received);
-            http::inform::accept(io, handshake, frames, state).await;
+            start_session(io, handshake, frames, state);
             Ok(())
         }
         Head::Read(Opening::Refused(error), _) => {
@@ -254,9 +254,7 @@ async fn upgrade_later_request(
     let mut frames = parts.read_buf;
     frames.extend_from_slice(&unread_prefix);
     match recognise_later(&request) {
-        Opening::WebSocket(handshake) => {
-            http::inform::accept(io, handshake, frames, state).await;
-        }
+        Opening::WebSocket(handshake) => start_session(io, handshake, frames, state),
         Opening::Refused(error) => {
             http::inform::refuse(io, error, Some(request.headers()), &state).await;
         }
@@ -266,6 +264,16 @@ async fn upgrade_later_request(
         }
     }
     Ok(())
+}
+
+/// Hands a WebSocket handshake to a session thread, where it is answered and its session
+/// runs: what lives as long as the session is allocated there, next to the session, and the
+/// worker goes back to serving requests at once.
+fn start_session(io: TcpStream, handshake: Handshake, frames: BytesMut, state: AppState) {
+    let threads = state.session_threads.clone();
+    threads.spawn(io, move |io| {
+        http::inform::accept(io, handshake, frames, state)
+    });
 }
 
 /// Answers a connection that will not be served with `error`'s JSON response, and closes it.

@@ -26,6 +26,7 @@
 mod commands;
 mod replay;
 mod streams;
+mod threads;
 
 use std::num::NonZeroU32;
 use std::pin::Pin;
@@ -44,6 +45,7 @@ use crate::state::AppState;
 use crate::ws::connection::ReadError;
 use crate::ws::{Inbound, WsConnection};
 use streams::{Position, Topics};
+pub use threads::SessionThreads;
 
 /// Bad frames in a row tolerated before the session is closed with 1008.
 const MAX_STRIKES: u32 = 10;

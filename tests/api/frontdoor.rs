@@ -280,6 +280,17 @@ async fn read_until(io: &mut TcpStream, needle: &str) -> String {
 
 const HEALTH: &str = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 
+/// Sends `handshake` and a `ping` frame behind it; asserts the 101 and returns what came
+/// back up to the `pong`.
+async fn upgrade_and_ping(io: &mut TcpStream, handshake: String) -> String {
+    let mut bytes = handshake.into_bytes();
+    bytes.extend(client_text_frame(r#"{"type":"ping"}"#));
+    io.write_all(&bytes).await.unwrap();
+    let answer = read_until(io, r#""type":"pong""#).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    answer
+}
+
 #[tokio::test]
 async fn a_handshake_after_other_requests_on_a_kept_alive_connection_becomes_a_session() {
     // nginx with upstream keep-alive sends handshakes on connections that served requests.
@@ -287,11 +298,7 @@ async fn a_handshake_after_other_requests_on_a_kept_alive_connection_becomes_a_s
     let mut io = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     io.write_all(HEALTH.as_bytes()).await.unwrap();
     read_until(&mut io, r#"{"status":"ok"}"#).await;
-    let mut bytes = handshake(&app.token("3"), "").into_bytes();
-    bytes.extend(client_text_frame(r#"{"type":"ping"}"#));
-    io.write_all(&bytes).await.unwrap();
-    let answer = read_until(&mut io, r#""type":"pong""#).await;
-    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    let answer = upgrade_and_ping(&mut io, handshake(&app.token("3"), "")).await;
     assert!(answer.contains(r#""type":"welcome""#), "{answer}");
     // A live session: a notification for user 3 arrives on this connection.
     app.notify("3", "follow").await;
@@ -305,6 +312,34 @@ async fn a_handshake_after_other_requests_on_a_kept_alive_connection_becomes_a_s
     let answer = read_until(&mut io, r#""type":"welcome""#).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("HTTP/1.1 101"), "{answer}");
+}
+
+/// `POST /publish` of one notification to `user`, as raw HTTP/1.1 on a kept-alive connection.
+fn publish_request(user: &str, kind: &str) -> String {
+    let body = json!({"to": user, "kind": kind}).to_string();
+    format!(
+        "POST /publish HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {PUBLISH_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test]
+async fn a_connection_that_published_can_become_a_session_that_receives() {
+    // The publish is served by an HTTP worker and the session runs on a session thread: the
+    // connection crosses from one to the other and nothing sent on it is lost.
+    let app = spawn_app().await;
+    let mut io = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    io.write_all(publish_request("7", "before").as_bytes())
+        .await
+        .unwrap();
+    let answer = read_until(&mut io, r#""online_sessions""#).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let request = handshake(&app.token("7"), "").replace("/inform?", "/inform?since=0&");
+    let answer = upgrade_and_ping(&mut io, request).await;
+    assert!(answer.contains(r#""kind":"before""#), "replayed: {answer}");
+    app.notify("7", "after").await;
+    read_until(&mut io, r#""kind":"after""#).await;
 }
 
 #[tokio::test]

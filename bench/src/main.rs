@@ -12,6 +12,7 @@
 mod clients;
 mod fanout;
 mod idle;
+mod preferences;
 mod probe;
 mod publisher;
 mod report;
@@ -118,6 +119,10 @@ enum Scenario {
         /// Publish requests in flight at once.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Give this many users preferences first (the connected ones first), none of which
+        /// mute the run's events: the publish path then consults a full table.
+        #[arg(long, default_value_t = 0)]
+        preferences: usize,
     },
     /// Start informd, SIGKILL and restart it repeatedly under a mixed publish and read load
     /// with clients connected; then check nothing acknowledged was lost or doubled.
@@ -196,7 +201,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             rate,
             batch,
             concurrency,
+            preferences,
         } => {
+            preferences::install(&cli.common, preferences, clients, targeted::user).await?;
             let shape = targeted::Shape {
                 clients,
                 events,

@@ -24,7 +24,8 @@ pub struct Shape {
     pub concurrency: usize,
 }
 
-fn user(k: usize) -> String {
+/// The user id of session `k`.
+pub fn user(k: usize) -> String {
     format!("t-{k}")
 }
 

@@ -194,3 +194,8 @@ fn demo_page_like_raises_the_badge_in_another_tab() {
 fn demo_page_render_to_connect_gap() {
     scenario("demo_render_to_connect_gap", Setup::Demo);
 }
+
+#[test]
+fn demo_page_mutes_and_unmutes_likes_on_the_post() {
+    scenario("demo_mute_likes", Setup::Demo);
+}

@@ -7,6 +7,8 @@
 #   scripts/bench.sh --smoke         small runs (500 sessions, seconds) for CI
 #   scripts/bench.sh --only fanout   one scenario (idle, fanout, fanout-unpaced, targeted,
 #                                    targeted-batch, targeted-steady)
+#   scripts/bench.sh --run 'targeted --clients 1000 --events 20000'
+#                                    one run of your own, on 500 sessions' sources
 #   PROFILE=debug scripts/bench.sh   use debug builds (CI reuses the test build)
 #   BIN=/tmp/informd scripts/bench.sh   serve with this informd binary (to compare builds)
 set -euo pipefail
@@ -14,10 +16,12 @@ cd "$(dirname "$0")/.."
 
 mode=full
 only=""
+custom=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) mode=smoke ;;
     --only) only="$2"; shift ;;
+    --run) custom="$2"; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -62,7 +66,10 @@ start_server() {
   exit 1
 }
 
-if [ "$mode" = smoke ]; then
+if [ -n "$custom" ]; then
+  sources=""
+  runs=("custom|$custom")
+elif [ "$mode" = smoke ]; then
   clients=500; sources=""
   runs=(
     "idle|idle --clients $clients --hold 1"

@@ -252,6 +252,8 @@ async fn online_sessions(events: &[EventInput], online: &dyn OnlineCounts) -> us
     let mut total = 0;
     for event in events {
         total += match event {
+            // Every recipient muted it (and Redis refuses an `HMGET` of no fields).
+            EventInput::Notification(n) if n.to.is_empty() => 0,
             EventInput::Notification(n) => {
                 let users: Vec<&str> = n.to.iter().map(String::as_str).collect();
                 online.user_sessions(&users).await.iter().sum()

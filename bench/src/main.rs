@@ -12,6 +12,7 @@
 mod clients;
 mod fanout;
 mod idle;
+mod preferences;
 mod probe;
 mod publish_probe;
 mod publisher;
@@ -127,6 +128,10 @@ enum Scenario {
         /// recipient's first of a group folds into that notification (nothing is read).
         #[arg(long)]
         group: Option<usize>,
+        /// Give this many users preferences first (the connected ones first), none of which
+        /// mute the run's events: the publish path then consults a full table.
+        #[arg(long, default_value_t = 0)]
+        preferences: usize,
     },
     /// Start informd, SIGKILL and restart it repeatedly under a mixed publish and read load
     /// with clients connected; then check nothing acknowledged was lost or doubled.
@@ -216,7 +221,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             batch,
             concurrency,
             group,
+            preferences,
         } => {
+            preferences::install(&cli.common, preferences, clients, targeted::user).await?;
             let shape = targeted::Shape {
                 clients,
                 events,

@@ -28,7 +28,8 @@ pub struct Shape {
     pub groups: Option<usize>,
 }
 
-fn user(k: usize) -> String {
+/// The user id of session `k`.
+pub fn user(k: usize) -> String {
     format!("t-{k}")
 }
 

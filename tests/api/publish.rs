@@ -24,7 +24,7 @@ async fn a_single_event_is_stored_and_answered_with_ids() {
     let body = app.notify("42", "like").await;
     assert_eq!(
         body,
-        json!({"ids": [1], "recipients": 1, "online_sessions": 0})
+        json!({"ids": [1], "recipients": 1, "online_sessions": 0, "muted": 0})
     );
     let body = app
         .publish_ok(&json!({"topic": "global", "data": {"v": 2}}))

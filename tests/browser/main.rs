@@ -199,3 +199,8 @@ fn demo_page_groups_likes_into_one_item() {
 fn demo_page_render_to_connect_gap() {
     scenario("demo_render_to_connect_gap", Setup::Demo);
 }
+
+#[test]
+fn demo_page_mutes_and_unmutes_likes_on_the_post() {
+    scenario("demo_mute_likes", Setup::Demo);
+}

@@ -416,6 +416,34 @@ const scenarios = {
     assertEqual(ids, ["3", "2", "1"], "dropdown, newest first, each once");
   },
 
+  /** The demo's "mute likes on this post": muted likes never reach the bell; unmuting. */
+  async demo_mute_likes(browser) {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(`${BASE}/`);
+    await page.waitForSelector("#status.status-live");
+    const pressed = () => page.getAttribute("#mute-likes", "aria-pressed");
+    assertEqual(await pressed(), "false", "not muted at first");
+    await page.click("#mute-likes");
+    await page.waitForSelector('#mute-likes[aria-pressed="true"]');
+    assert((await page.textContent("#mute-likes")).includes("Unmute"), "the label says unmute");
+    const postLike = { ...like("reader", 42), group: "like:article:42" };
+    assertEqual((await publish(postLike)).muted, 1, "the like is muted");
+    await publish({ ...like("reader", 7), kind: "follow" });
+    await page.waitForFunction(() => document.querySelector("#badge").dataset.count === "1");
+    const kinds = await page.$$eval("#notifications .notification", (items) => items.map((i) => i.textContent));
+    assertEqual(kinds.length, 1, "only the follow is in the dropdown");
+    assert(kinds[0].includes("started following you"), `dropdown item: ${kinds[0]}`);
+    // The server renders the control as it is now.
+    await page.reload();
+    await page.waitForSelector("#status.status-live");
+    assertEqual(await pressed(), "true", "still muted after a reload");
+    await page.click("#mute-likes");
+    await page.waitForSelector('#mute-likes[aria-pressed="false"]');
+    assertEqual((await publish(postLike)).muted, 0, "the like is no longer muted");
+    await page.waitForFunction(() => document.querySelector("#badge").dataset.count === "2");
+  },
+
   /** The page snippet of docs/django.md, as Django rendered it, in a real browser. */
   async django_guide_snippet(browser) {
     const { readFile } = await import("node:fs/promises");

@@ -2,12 +2,14 @@
 //!
 //! Every node delivers what it commits to its own hub directly, and publishes it, in commit
 //! order, on one channel (`{broker_prefix}:deliveries`) that every node subscribes to; a node
-//! ignores its own messages. Pub/sub keeps nothing: a message that a node misses (Redis
-//! restarting, a dropped connection, a slow subscriber cut off by Redis) is not retried. The
+//! ignores its own messages. A node holds what it could not publish while Redis was away and
+//! sends it once Redis is back. Pub/sub keeps nothing: a message that a subscriber misses
+//! (Redis restarting, a dropped connection, a slow subscriber cut off by Redis) is not retried. The
 //! sessions notice the hole in `seq` at the next delivery of that stream and fill it from the
 //! database, and a client that reconnects resumes with `since`; the database is the record,
 //! Redis only says "look now". See docs/DECISIONS.md.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -280,9 +282,17 @@ async fn connect(client: &redis::Client) -> Result<redis::aio::MultiplexedConnec
     }
 }
 
-/// Publishes each commit's deliveries in order. While Redis is unreachable it drops them
-/// (other nodes fill the gap from the database) and tries again after a growing pause,
-/// so a queue of commits never waits behind connection attempts.
+/// Commits' messages held while Redis cannot take them, oldest first: most a node keeps.
+/// Past that the oldest go (the sessions fill such holes from the database at their stream's
+/// next delivery), so an outage costs bounded memory.
+const MAX_HELD: usize = 10_000;
+
+/// Publishes each commit's deliveries in order. While Redis is unreachable it holds them
+/// (up to [`MAX_HELD`]) and tries to reconnect after a growing pause, whether or not more
+/// commits arrive; once connected it sends what it held, in order, before anything newer.
+/// Dropping them instead lost the commits of the first moments after Redis came back: the
+/// other nodes were listening again, but this node was still waiting out its pause, and a
+/// stream with no later delivery never showed its hole.
 async fn publish_loop(
     client: redis::Client,
     channel: String,
@@ -292,53 +302,68 @@ async fn publish_loop(
 ) {
     let reachability = Reachability::new("the publisher");
     let mut connection: Option<redis::aio::MultiplexedConnection> = None;
+    let mut held: VecDeque<String> = VecDeque::new();
     let mut retry_at = tokio::time::Instant::now();
     let mut pause = RETRY_FIRST;
-    while let Some(deliveries) = queue.recv().await {
-        let payload = match encode(&node, &deliveries) {
-            Ok(payload) => payload,
-            Err(e) => {
-                log::error!("broker: cannot encode deliveries: {e}");
+    loop {
+        let waiting = !held.is_empty();
+        tokio::select! {
+            next = queue.recv() => {
+                let Some(deliveries) = next else { return };
+                match encode(&node, &deliveries) {
+                    Ok(payload) => held.push_back(payload),
+                    Err(e) => log::error!("broker: cannot encode deliveries: {e}"),
+                }
+                if held.len() > MAX_HELD {
+                    held.pop_front();
+                    metrics.broker_errors.inc();
+                }
+            }
+            _ = tokio::time::sleep_until(retry_at), if waiting => {}
+        }
+        if connection.is_none() {
+            if tokio::time::Instant::now() < retry_at {
                 continue;
             }
-        };
-        if connection.is_none() && tokio::time::Instant::now() >= retry_at {
             match connect(&client).await {
                 Ok(c) => connection = Some(c),
-                Err(e) => reachability.lost(&e),
+                Err(e) => {
+                    metrics.broker_errors.inc();
+                    reachability.lost(&e);
+                    retry_at = tokio::time::Instant::now() + pause;
+                    pause = (pause * 2).min(RETRY_MOST);
+                    continue;
+                }
             }
         }
         let Some(c) = connection.as_mut() else {
-            metrics.broker_errors.inc();
-            if tokio::time::Instant::now() >= retry_at {
-                retry_at = tokio::time::Instant::now() + pause;
-                pause = (pause * 2).min(RETRY_MOST);
-            }
             continue;
         };
-        let sent = tokio::time::timeout(
-            REDIS_WAIT,
-            redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(payload)
-                .query_async::<i64>(c),
-        )
-        .await;
-        match sent {
-            Ok(Ok(_)) => {
-                reachability.back();
-                pause = RETRY_FIRST;
-            }
-            Ok(Err(e)) => {
-                metrics.broker_errors.inc();
-                reachability.lost(&e.to_string());
-                connection = None;
-            }
-            Err(_) => {
-                metrics.broker_errors.inc();
-                reachability.lost("no answer");
-                connection = None;
-            }
+        while let Some(payload) = held.front() {
+            let sent = tokio::time::timeout(
+                REDIS_WAIT,
+                redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(payload.as_str())
+                    .query_async::<i64>(c),
+            )
+            .await;
+            let error = match sent {
+                Ok(Ok(_)) => {
+                    held.pop_front();
+                    reachability.back();
+                    pause = RETRY_FIRST;
+                    continue;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer".to_string(),
+            };
+            metrics.broker_errors.inc();
+            reachability.lost(&error);
+            connection = None;
+            retry_at = tokio::time::Instant::now() + pause;
+            pause = (pause * 2).min(RETRY_MOST);
+            break;
         }
     }
 }

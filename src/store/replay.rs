@@ -66,6 +66,17 @@ pub struct SparseWindow {
 }
 
 impl SparseWindow {
+    /// The window for a client at `since`, given the stream's `(last_seq, pruned_seq)` as
+    /// read from its state row (none: the user never received anything).
+    pub fn of(since: i64, state: Option<(i64, i64)>) -> SparseWindow {
+        let (latest, pruned) = state.unwrap_or((0, 0));
+        SparseWindow {
+            since,
+            latest,
+            pruned,
+        }
+    }
+
     /// Whether there is anything to read at all.
     pub fn is_empty(&self) -> bool {
         self.since >= self.latest

@@ -305,17 +305,12 @@ impl Store for PgStore {
             let pool = &shared.pool;
             // Two statements, as in `replay_rows`: a notification an update moves past
             // `latest` meanwhile is not read here, and reaches the session live.
-            let (latest, pruned): (i64, i64) =
+            let state =
                 sqlx::query_as("SELECT last_seq, pruned_seq FROM user_state WHERE user_id = $1")
                     .bind(&user)
                     .fetch_optional(pool)
-                    .await?
-                    .unwrap_or((0, 0));
-            let window = SparseWindow {
-                since: after,
-                latest,
-                pruned,
-            };
+                    .await?;
+            let window = SparseWindow::of(after, state);
             let rows = if window.is_empty() {
                 Vec::new()
             } else {
@@ -325,7 +320,7 @@ impl Store for PgStore {
                 ))
                 .bind(&user)
                 .bind(after)
-                .bind(latest)
+                .bind(window.latest)
                 .bind(SparseWindow::rows_to_read(limit))
                 .fetch_all(pool)
                 .await?

@@ -273,17 +273,12 @@ impl Store for SqliteStore {
     ) -> Result<Replay<Notification>, StoreError> {
         // One read transaction: the stream's state and its rows from the same snapshot.
         let mut tx = self.readers.begin().await?;
-        let (latest, pruned): (i64, i64) =
+        let state =
             sqlx::query_as("SELECT last_seq, pruned_seq FROM user_state WHERE user_id = ?1")
                 .bind(user)
                 .fetch_optional(&mut *tx)
-                .await?
-                .unwrap_or((0, 0));
-        let window = SparseWindow {
-            since: after,
-            latest,
-            pruned,
-        };
+                .await?;
+        let window = SparseWindow::of(after, state);
         let rows = if window.is_empty() {
             Vec::new()
         } else {
@@ -293,7 +288,7 @@ impl Store for SqliteStore {
             ))
             .bind(user)
             .bind(after)
-            .bind(latest)
+            .bind(window.latest)
             .bind(SparseWindow::rows_to_read(limit))
             .fetch_all(&mut *tx)
             .await?

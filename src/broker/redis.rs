@@ -4,9 +4,10 @@
 //! order, on one channel (`{broker_prefix}:deliveries`) that every node subscribes to; a node
 //! ignores its own messages. A node holds what it could not publish while Redis was away and
 //! sends it once Redis is back. Pub/sub keeps nothing: a message that a subscriber misses
-//! (Redis restarting, a dropped connection, a slow subscriber cut off by Redis) is not retried. The
-//! sessions notice the hole in `seq` at the next delivery of that stream and fill it from the
-//! database, and a client that reconnects resumes with `since`; the database is the record,
+//! (Redis restarting, a dropped connection, a slow subscriber cut off by Redis) is not retried.
+//! When a node subscribes again its sessions read their streams from the database past the
+//! place they reached; in between, a session notices a hole in `seq` at the next delivery of
+//! its stream, and a client that reconnects resumes with `since`. The database is the record,
 //! Redis only says "look now". See docs/DECISIONS.md.
 
 use std::collections::VecDeque;
@@ -403,6 +404,9 @@ async fn subscribe_loop(
                 reachability.back();
                 log::debug!("broker: subscribed to {channel}");
                 pause = RETRY_FIRST;
+                // What the other nodes published while this node was not listening is gone
+                // from the channel; the sessions read it from the database.
+                hub.resync();
                 let mut messages = pubsub.into_on_message();
                 while let Some(message) = messages.next().await {
                     match decode(message.get_payload_bytes()) {

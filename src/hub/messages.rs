@@ -53,6 +53,11 @@ pub struct Deliver {
     pub deliveries: Vec<Delivery>,
 }
 
+/// Queue an [`super::Outbound::Resync`] for every session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resync;
+
 /// Close every session with `code` and accept no more.
 #[derive(Message)]
 #[rtype(result = "()")]

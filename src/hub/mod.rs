@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use crate::delivery::Delivery;
 use crate::metrics::Metrics;
 pub use messages::RegisterError;
-use messages::{Deliver, Register, Shutdown, Subscribe, Unregister, Unsubscribe};
+use messages::{Deliver, Register, Resync, Shutdown, Subscribe, Unregister, Unsubscribe};
 pub use presence::Presence;
 use shard::Shard;
 
@@ -42,6 +42,9 @@ pub enum Outbound {
         seq: i64,
         frame: ByteString,
     },
+    /// The node may have missed other nodes' deliveries (its broker subscription was down):
+    /// check every stream against the database.
+    Resync,
 }
 
 /// Lets the hub tell a session to close, even while the session is blocked writing.
@@ -215,6 +218,15 @@ impl Hub {
             if !batch.is_empty() {
                 shard.do_send(Deliver { deliveries: batch });
             }
+        }
+    }
+
+    /// Has every session check its streams against the database: called when this node hears
+    /// the other nodes again after a gap, since what they published meanwhile never reached it
+    /// and a stream with nothing newer would never show the hole.
+    pub fn resync(&self) {
+        for shard in self.shards.iter() {
+            shard.do_send(Resync);
         }
     }
 

@@ -11,7 +11,7 @@ use actix::{Actor, Context, Handler};
 use flume::TrySendError;
 
 use super::messages::{
-    Deliver, Register, RegisterError, Shutdown, Subscribe, Unregister, Unsubscribe,
+    Deliver, Register, RegisterError, Resync, Shutdown, Subscribe, Unregister, Unsubscribe,
 };
 use super::{Outbound, Presence, SessionHandle, SessionId};
 use crate::delivery::Delivery;
@@ -259,6 +259,23 @@ impl Handler<Deliver> for Shard {
         let deliveries = &self.metrics.deliveries;
         deliveries.with_label_values(&["user"]).inc_by(to_users);
         deliveries.with_label_values(&["topic"]).inc_by(to_topics);
+        for id in dropped {
+            self.remove(id);
+        }
+    }
+}
+
+impl Handler<Resync> for Shard {
+    type Result = ();
+
+    /// Asks every session to check its streams; sessions that cannot keep up are dropped.
+    fn handle(&mut self, _: Resync, _: &mut Context<Self>) {
+        let dropped: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, entry)| !self.offer(entry, Outbound::Resync))
+            .map(|(id, _)| *id)
+            .collect();
         for id in dropped {
             self.remove(id);
         }

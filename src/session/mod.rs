@@ -369,6 +369,7 @@ impl Session {
                 }
                 Ok(())
             }
+            Outbound::Resync => self.resync().await,
             Outbound::Topic { topic, seq, frame } => {
                 let Some(position) = self.topics.position(&topic) else {
                     return Ok(()); // unsubscribed while the frame was queued

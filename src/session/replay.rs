@@ -28,6 +28,26 @@ impl Session {
         }
     }
 
+    /// Sends what was committed on this session's streams after the place it has reached in
+    /// each: what other nodes published while this node did not hear them (their messages
+    /// are gone, and a stream with nothing newer would never show the hole).
+    pub(super) async fn resync(&mut self) -> Result<(), Exit> {
+        if let Some(user) = self.user().map(str::to_string) {
+            let state = self.state.store.user_state(&user).await.map_err(|e| {
+                log::error!("session {}: cannot read user state: {e}", self.id);
+                Exit::Close(close::TRY_AGAIN_LATER, "storage unavailable")
+            })?;
+            let after = self.user_position.last();
+            if state.seq > after {
+                self.replay_user(after, state.unread, false).await?;
+            }
+        }
+        for (topic, after) in self.topics.known() {
+            self.replay_topic(&topic, after, false).await?;
+        }
+        Ok(())
+    }
+
     /// Sends the user's notifications after `since` that the client has not had, then (when
     /// `announce`) a `resumed` frame.
     pub(super) async fn replay_user(

@@ -30,6 +30,11 @@ impl Position {
         self.last.unwrap_or(0)
     }
 
+    /// The last seq sent, if the position is known at all.
+    pub fn known(&self) -> Option<i64> {
+        self.last
+    }
+
     /// Whether `seq` skips over events the client has not had.
     pub fn is_behind(&self, seq: i64) -> bool {
         self.last.is_some_and(|last| seq > last + 1)
@@ -137,6 +142,14 @@ impl Topics {
             .iter()
             .find(|(t, _)| &**t == topic)
             .map(|(_, p)| *p)
+    }
+
+    /// The topics whose position is known, with it.
+    pub fn known(&self) -> Vec<(Arc<str>, i64)> {
+        self.entries
+            .iter()
+            .filter_map(|(t, p)| p.known().map(|last| (t.clone(), last)))
+            .collect()
     }
 
     pub fn position_mut(&mut self, topic: &str) -> Option<&mut Position> {

@@ -136,6 +136,29 @@ async fn a_redis_outage_loses_nothing_and_readiness_follows_it() {
 }
 
 #[tokio::test]
+async fn a_node_that_stopped_hearing_redis_reads_what_it_missed_once_it_hears_again() {
+    let redis = RedisServer::start();
+    let (first, second) = two_nodes(&redis).await;
+    let (mut client, _) = second.connect_user("7", "").await;
+    first.notify("7", "like").await;
+    assert_eq!(client.notification_seqs(1).await, vec![1]);
+
+    // Cut every subscription (the publishers' connections stay up): what `first` publishes
+    // now reaches nobody, and nothing is published after it, so no later seq shows the hole.
+    let killed = redis::Client::open(redis.url())
+        .expect("a Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis answers")
+        .send_packed_command(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"))
+        .await
+        .expect("CLIENT KILL answers");
+    assert_ne!(killed, redis::Value::Int(0), "no subscription was cut");
+    first.notify("7", "reply").await;
+    assert_eq!(client.notification_seqs(1).await, vec![2]);
+}
+
+#[tokio::test]
 async fn a_broker_url_password_never_reaches_the_log_and_unknown_brokers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = crate::daemon::configured(dir.path());

@@ -147,6 +147,10 @@ async fn find_open_groups(
          JOIN notifications AS n ON n.user_id = k.u AND n.group_key = k.g \
          WHERE n.group_key IS NOT NULL AND NOT n.read",
     )
+    // Planned for each run's own keys, never from a cached generic plan: one made while the
+    // table was small (a new database) scans it whole on every run until PostgreSQL plans it
+    // again. The same holds for the update and the correction below.
+    .persistent(false)
     .bind(users)
     .bind(groups)
     .fetch_all(&mut **tx)
@@ -270,6 +274,7 @@ pub async fn publish_run(
                          $6::text[], $7::int8[], $8::text[]) AS r(i, s, k, a, b, d, c, x) \
              WHERE notifications.id = r.i",
         )
+        .persistent(false) // see `find_open_groups`
         .bind(updates.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind(updates.iter().map(|r| r.seq).collect::<Vec<_>>())
         .bind(updates.iter().map(|r| r.content.kind).collect::<Vec<_>>())
@@ -300,6 +305,7 @@ pub async fn publish_run(
             "UPDATE user_state SET unread = user_state.unread - f.n \
              FROM unnest($1::text[], $2::int8[]) AS f(u, n) WHERE user_state.user_id = f.u",
         )
+        .persistent(false) // see `find_open_groups`
         .bind(users)
         .bind(folded)
         .execute(&mut *tx)

@@ -2,13 +2,13 @@
 //! handler does.
 //!
 //! Beyond "no panic": an accepted body holds 1 to `MAX_BATCH` events whose recipients are
-//! distinct valid ids, kinds and topics are valid, at most `MAX_NOTIFICATIONS_PER_REQUEST`
+//! distinct valid ids, kinds, groups and topics are valid, at most `MAX_NOTIFICATIONS_PER_REQUEST`
 //! notifications in all; and every accepted event becomes a frame that is valid JSON.
 #![no_main]
 
 use informd::model::{
-    check_kind, check_topic, check_user_id, parse_events, Broadcast, EventInput, Notification,
-    MAX_BATCH, MAX_NOTIFICATIONS_PER_REQUEST, MAX_RECIPIENTS,
+    check_group, check_kind, check_topic, check_user_id, parse_events, Broadcast, EventInput,
+    Notification, MAX_BATCH, MAX_NOTIFICATIONS_PER_REQUEST, MAX_RECIPIENTS,
 };
 use informd::protocol;
 use libfuzzer_sys::fuzz_target;
@@ -40,16 +40,23 @@ fuzz_target!(|input: &[u8]| {
                     assert!(check_user_id(user).is_ok(), "user {user:?}");
                 }
                 assert!(check_kind(&n.kind).is_ok(), "kind {:?}", n.kind);
+                if let Some(group) = &n.group {
+                    assert!(check_group(group).is_ok(), "group {group:?}");
+                }
                 notifications += n.to.len();
                 let stored = Notification {
                     id: 1,
                     seq: 1,
                     kind: n.kind,
+                    actors: n.actor.iter().cloned().collect(),
                     actor: n.actor,
                     subject: n.subject,
                     data: n.data,
                     created_at: informd::model::rfc3339_millis(0),
+                    updated_at: informd::model::rfc3339_millis(0),
                     read: false,
+                    count: 1,
+                    group: n.group,
                 };
                 valid_json(&protocol::notification(&stored, 1));
             }

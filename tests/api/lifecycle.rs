@@ -206,29 +206,9 @@ async fn the_cli_migrates_mints_and_publishes() {
     let mut client = Client::connect(&url, &[]).await.unwrap();
     client.next_of_type("welcome").await;
     let base = format!("http://127.0.0.1:{}", daemon.port);
-    let published = configured(dir.path())
-        .args([
-            "publish",
-            "--url",
-            &base,
-            "--key",
-            PUBLISH_KEY,
-            "--to",
-            "42",
-            "--kind",
-            "follow",
-        ])
-        .args(["--actor", r#"{"id":"7","name":"alice"}"#])
-        .output()
-        .unwrap();
-    assert!(published.status.success(), "{published:?}");
-    let answer: Value = serde_json::from_slice(&published.stdout).unwrap();
-    assert_eq!(answer["recipients"], 1);
-    let frame = client.next_of_type("notification").await;
-    assert_eq!(frame["notification"]["actor"]["name"], "alice");
-    // `--group`: two of one group make one notification of count 2.
-    for _ in 0..2 {
-        let grouped = configured(dir.path())
+    // `informd publish` to user 42 of the daemon, with the publisher key and `extra`.
+    let publish_to_42 = |extra: &[&str]| {
+        configured(dir.path())
             .args([
                 "publish",
                 "--url",
@@ -238,9 +218,24 @@ async fn the_cli_migrates_mints_and_publishes() {
                 "--to",
                 "42",
             ])
-            .args(["--kind", "like", "--group", "like:article:1"])
+            .args(extra)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let published = publish_to_42(&[
+        "--kind",
+        "follow",
+        "--actor",
+        r#"{"id":"7","name":"alice"}"#,
+    ]);
+    assert!(published.status.success(), "{published:?}");
+    let answer: Value = serde_json::from_slice(&published.stdout).unwrap();
+    assert_eq!(answer["recipients"], 1);
+    let frame = client.next_of_type("notification").await;
+    assert_eq!(frame["notification"]["actor"]["name"], "alice");
+    // `--group`: two of one group make one notification of count 2.
+    for _ in 0..2 {
+        let grouped = publish_to_42(&["--kind", "like", "--group", "like:article:1"]);
         assert!(grouped.status.success(), "{grouped:?}");
     }
     client.next_of_type("notification").await;

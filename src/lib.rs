@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod model;
 pub mod online;
 pub mod preferences;
+pub mod priority;
 pub mod protocol;
 pub mod publish;
 pub mod retention;

@@ -74,6 +74,12 @@ pub struct Common {
     /// Seconds to wait for outstanding deliveries once publishing is done.
     #[arg(long, global = true, default_value_t = 30)]
     pub drain_timeout: u64,
+    /// Run the generator's session readers this many nice steps below the default priority
+    /// (0 to 19), as if the browsers they stand for ran on other machines: the server and the
+    /// publish probe then no longer queue for a core behind them. Publishers and the probe
+    /// keep the default priority.
+    #[arg(long, global = true, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub readers_nice: i32,
 }
 
 impl Common {
@@ -167,8 +173,10 @@ fn parse_ip_range(text: &str) -> Result<IpRange, String> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let readers_nice = cli.common.readers_nice;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(move || lower_current_thread(readers_nice))
         .build()
     {
         Ok(runtime) => runtime,
@@ -184,6 +192,17 @@ fn main() -> std::process::ExitCode {
             eprintln!("informd-bench: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Lowers the calling thread's priority by `nice` steps (Linux: the nice value is per thread).
+fn lower_current_thread(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    let thread = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(thread), nice) {
+        eprintln!("informd-bench: cannot lower a reader thread's priority to nice {nice}: {e}");
     }
 }
 

@@ -55,6 +55,7 @@ impl Fanout {
     pub fn start(broker: Arc<dyn Broker>) -> Fanout {
         let (changes, mut queue) = mpsc::unbounded_channel::<Vec<Change>>();
         let arbiter = actix::Arbiter::new();
+        arbiter.spawn_fn(crate::priority::deliver_at_lower_priority);
         arbiter.spawn(async move {
             while let Some(batch) = queue.recv().await {
                 let deliveries = batch.iter().map(Delivery::from_change).collect();

@@ -134,6 +134,7 @@ impl Hub {
         let shards: Vec<Addr<Shard>> = (0..shards.max(1))
             .map(|_| {
                 let arbiter = Arbiter::new();
+                arbiter.spawn_fn(crate::priority::deliver_at_lower_priority);
                 let presence = presence.clone();
                 let metrics = metrics.clone();
                 Shard::start_in_arbiter(&arbiter.handle(), move |_| {

@@ -28,7 +28,11 @@ impl SessionThreads {
     /// Starts `threads` session threads (at least one). Must run inside an actix system.
     pub fn start(threads: usize) -> SessionThreads {
         let arbiters = (0..threads.max(1))
-            .map(|_| Arbiter::new().handle())
+            .map(|_| {
+                let arbiter = Arbiter::new().handle();
+                arbiter.spawn_fn(crate::priority::deliver_at_lower_priority);
+                arbiter
+            })
             .collect();
         SessionThreads {
             arbiters,

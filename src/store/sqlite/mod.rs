@@ -129,8 +129,15 @@ impl SqliteStore {
             .await?;
         let checkpointer = SqliteConnection::connect_with(&options).await?;
         tokio::spawn(checkpoint(checkpointer));
+        // Every read connection is opened here, now, and kept: each has a thread of its own
+        // that inherits the priority of the thread that opens it, and one opened later by a
+        // session's replay would run at the delivery threads' lower priority
+        // (`crate::priority`) for every reader after it.
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
+            .min_connections(READERS)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options.read_only(true))
             .await?;
         let (writer, queue) = mpsc::channel(WRITE_QUEUE);

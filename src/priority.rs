@@ -1,0 +1,64 @@
+//! Which of informd's threads give way when the CPU is short.
+//!
+//! A broadcast to every session keeps the session threads, the hub shards and the fan-out
+//! thread busy for as long as it takes to write every frame. A publish that arrives meanwhile
+//! needs an HTTP worker, the store's writer and its database connection in turn: a millisecond
+//! or two of CPU in all, but under the default scheduling it waits for a core at each step,
+//! among the threads that push frames. Those threads run at a lower priority (a higher nice
+//! value), so that the threads that answer requests and commit run first whenever both want
+//! a core; whenever nothing else is waiting, frames go out as fast as before.
+//! Lowering a thread's priority needs no privilege. Only Linux is handled (there the nice
+//! value is a per-thread attribute); elsewhere threads keep the default.
+
+/// The nice value of the threads that deliver frames (sessions, hub shards, fan-out).
+/// Each nice step is about 1.25 times less CPU weight, so at 10 a delivery thread gets about a
+/// tenth of a core's share against a default thread that wants it.
+pub const DELIVERY_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's priority to [`DELIVERY_NICENESS`] (never raises it); a failure is logged and
+/// otherwise ignored, as the thread works the same, only with the default priority.
+pub fn deliver_at_lower_priority() {
+    if let Err(e) = set_current_thread_niceness(DELIVERY_NICENESS) {
+        log::warn!("cannot lower a delivery thread's priority (nice {DELIVERY_NICENESS}): {e}");
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn set_current_thread_niceness(niceness: i32) -> std::io::Result<()> {
+    // On Linux the nice value belongs to each thread, and a thread id names one.
+    let thread = Some(rustix::thread::gettid());
+    // Never raise it: informd started under `nice` keeps what it was given.
+    if rustix::process::getpriority_process(thread)? >= niceness {
+        return Ok(());
+    }
+    rustix::process::setpriority_process(thread, niceness).map_err(std::io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_current_thread_niceness(_niceness: i32) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn current_thread_niceness() -> i32 {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+            .expect("a thread can read its own priority")
+    }
+
+    #[test]
+    fn a_delivery_thread_runs_below_the_others() {
+        let before = current_thread_niceness();
+        let lowered = std::thread::spawn(|| {
+            deliver_at_lower_priority();
+            current_thread_niceness()
+        })
+        .join()
+        .expect("the thread ran");
+        assert_eq!(lowered, DELIVERY_NICENESS.max(before));
+        // Only the thread that asked was lowered.
+        assert_eq!(current_thread_niceness(), before);
+    }
+}

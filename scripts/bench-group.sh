@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Alternating plain / --group runs of informd-bench targeted, fresh database each run.
-# usage: scripts/bench-group.sh sqlite|postgres ROUNDS ARGS...
+# usage: [BIN=dir] scripts/bench-group.sh sqlite|postgres ROUNDS ARGS...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend=$1; rounds=$2; shift 2
-bin=target/release
+bin=${BIN:-target/release}   # BIN=dir: another build's informd and informd-bench
 work=$(mktemp -d)
 secret=bench-secret-$$; key=bench-key-$$
 for round in $(seq 1 "$rounds"); do

@@ -11,7 +11,7 @@ use std::time::Instant;
 use sqlx::{Postgres, Row, Transaction};
 
 use super::Shared;
-use crate::model::now_millis;
+use crate::model::{now_millis, EventInput};
 use crate::preferences::Preferences;
 use crate::store::documents;
 use crate::store::plan::{PublishPlan, Streams};
@@ -147,15 +147,33 @@ async fn find_open_groups(
          JOIN notifications AS n ON n.user_id = k.u AND n.group_key = k.g \
          WHERE n.group_key IS NOT NULL AND NOT n.read",
     )
-    // Planned for each run's own keys, never from a cached generic plan: one made while the
-    // table was small (a new database) scans it whole on every run until PostgreSQL plans it
-    // again. The same holds for the update and the correction below.
-    .persistent(false)
+    // Planned for each run's own keys (see `BEGIN_GROUPED`), as are the update and the
+    // correction below.
     .bind(users)
     .bind(groups)
     .fetch_all(&mut **tx)
     .await?;
     Ok(plan.found_open_rows(&rows)?)
+}
+
+/// How a run with grouped events begins: its statements are planned for their own
+/// parameters at each execution, never from a cached generic plan. sqlx prepares each
+/// statement once per connection, and after five executions PostgreSQL may keep a generic
+/// plan; one made while `notifications` was small (a new database) scans the table whole on
+/// every run of the open-group lookup and the fold's update, for as long as the connection
+/// lives. Sent in one message with `BEGIN`, so it costs no round trip, and the statements
+/// stay prepared (unprepared, each cost two round trips and a parse). A plain run keeps
+/// PostgreSQL's default: its statements scan nothing, whatever the plan. DECISIONS 97.
+const BEGIN_GROUPED: &str = "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan";
+
+/// Whether any event of the run carries a `group` (its lookup may then run).
+fn grouped(requests: &[&PublishRequest]) -> bool {
+    requests.iter().any(|r| {
+        r.events.iter().any(|e| match e {
+            EventInput::Notification(n) => n.group.is_some(),
+            EventInput::Broadcast(_) => false,
+        })
+    })
 }
 
 /// Stores a run of publishes in one transaction; each gets its outcome, or
@@ -166,7 +184,11 @@ pub async fn publish_run(
 ) -> Result<Vec<Result<PublishOutcome, StoreError>>, StoreError> {
     let now = now_millis();
     let started = Instant::now();
-    let mut tx = shared.pool.begin().await?;
+    let mut tx = if grouped(requests) {
+        shared.pool.begin_with(BEGIN_GROUPED).await?
+    } else {
+        shared.pool.begin().await?
+    };
     // Keys first, in key order (the lock order), each at most once per run.
     let mut keyed: Vec<(usize, &IdempotencyRecord)> = requests
         .iter()
@@ -274,7 +296,6 @@ pub async fn publish_run(
                          $6::text[], $7::int8[], $8::text[]) AS r(i, s, k, a, b, d, c, x) \
              WHERE notifications.id = r.i",
         )
-        .persistent(false) // see `find_open_groups`
         .bind(updates.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind(updates.iter().map(|r| r.seq).collect::<Vec<_>>())
         .bind(updates.iter().map(|r| r.content.kind).collect::<Vec<_>>())
@@ -305,7 +326,6 @@ pub async fn publish_run(
             "UPDATE user_state SET unread = user_state.unread - f.n \
              FROM unnest($1::text[], $2::int8[]) AS f(u, n) WHERE user_state.user_id = f.u",
         )
-        .persistent(false) // see `find_open_groups`
         .bind(users)
         .bind(folded)
         .execute(&mut *tx)

@@ -4,6 +4,8 @@
 //! a legitimate user.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -203,22 +205,26 @@ async fn clients_that_never_read_are_cut_off_and_do_not_hold_a_shutdown() {
     .await;
 
     // The same clients again, stuck when SIGTERM arrives: the shutdown does not wait for them.
+    let upgraded = Arc::new(AtomicUsize::new(0));
     let floods: Vec<_> = (0..20)
         .map(|i| {
             let port = daemon.port;
+            let upgraded = upgraded.clone();
             tokio::spawn(async move {
                 let io =
                     raw_websocket(tiny_window_connection(port).await, port, &format!("s{i}")).await;
+                upgraded.fetch_add(1, Ordering::SeqCst);
                 flood_pings_never_read(io, Duration::from_secs(20)).await
             })
         })
         .collect();
-    // Wait until every flooding client is connected.
+    // Wait until every flooding client is a session (its handshake answered): a handshake
+    // still in flight when SIGTERM arrives is rightly refused with 503.
     assert!(
-        eventually(Duration::from_secs(10), || daemon.open_sockets()
-            >= baseline + 20)
+        eventually(Duration::from_secs(10), || upgraded.load(Ordering::SeqCst)
+            == 20)
         .await,
-        "the flooding clients did not connect"
+        "the flooding clients did not all become sessions"
     );
     let signalled = Instant::now();
     daemon.terminate();

@@ -27,8 +27,17 @@ async fn no_token_in_nginx_logs_even_when_informd_is_down() {
     let response = stack.publish(&json!({"to": "42", "kind": "like"})).await;
     assert_eq!(response.status(), 502);
 
-    let access = stack.nginx_access_log();
-    let errors = stack.nginx_error_log();
+    // nginx writes a request's log lines after its answer has gone out: wait for the last.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (access, errors) = loop {
+        let (access, errors) = (stack.nginx_access_log(), stack.nginx_error_log());
+        let written =
+            access.contains("\"POST /publish HTTP/1.1\" 502 ") && errors.contains("POST /publish");
+        if written || std::time::Instant::now() > deadline {
+            break (access, errors);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let informd = stack.informd_log();
     for (name, log) in [
         ("nginx access log", &access),

@@ -15,9 +15,18 @@
 /// tenth of a core's share against a default thread that wants it.
 pub const DELIVERY_NICENESS: i32 = 10;
 
-/// Lowers the calling thread's priority to [`DELIVERY_NICENESS`] (never raises it); a failure is logged and
-/// otherwise ignored, as the thread works the same, only with the default priority.
-pub fn deliver_at_lower_priority() {
+/// Starts a thread (an actix arbiter) that delivers frames, at [`DELIVERY_NICENESS`]: the
+/// priority is lowered before anything else runs on it. Must run inside an actix system.
+pub fn delivery_arbiter() -> actix::Arbiter {
+    let arbiter = actix::Arbiter::new();
+    arbiter.spawn_fn(deliver_at_lower_priority);
+    arbiter
+}
+
+/// Lowers the calling thread's priority to [`DELIVERY_NICENESS`] (never raises it); a failure
+/// is logged and otherwise ignored, as the thread works the same, only with the default
+/// priority.
+fn deliver_at_lower_priority() {
     if let Err(e) = set_current_thread_niceness(DELIVERY_NICENESS) {
         log::warn!("cannot lower a delivery thread's priority (nice {DELIVERY_NICENESS}): {e}");
     }
@@ -44,6 +53,7 @@ mod tests {
     use super::*;
 
     fn current_thread_niceness() -> i32 {
+        // A thread may always read its own nice value; a test may panic if it cannot.
         rustix::process::getpriority_process(Some(rustix::thread::gettid()))
             .expect("a thread can read its own priority")
     }

@@ -54,8 +54,7 @@ impl Fanout {
     /// Starts the fan-out thread. Must run inside an actix system.
     pub fn start(broker: Arc<dyn Broker>) -> Fanout {
         let (changes, mut queue) = mpsc::unbounded_channel::<Vec<Change>>();
-        let arbiter = actix::Arbiter::new();
-        arbiter.spawn_fn(crate::priority::deliver_at_lower_priority);
+        let arbiter = crate::priority::delivery_arbiter();
         arbiter.spawn(async move {
             while let Some(batch) = queue.recv().await {
                 let deliveries = batch.iter().map(Delivery::from_change).collect();

@@ -17,7 +17,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
-use actix::{Actor, Addr, Arbiter};
+use actix::{Actor, Addr};
 use bytestring::ByteString;
 use tokio::sync::Notify;
 
@@ -133,8 +133,7 @@ impl Hub {
         let presence = Arc::new(Presence::default());
         let shards: Vec<Addr<Shard>> = (0..shards.max(1))
             .map(|_| {
-                let arbiter = Arbiter::new();
-                arbiter.spawn_fn(crate::priority::deliver_at_lower_priority);
+                let arbiter = crate::priority::delivery_arbiter();
                 let presence = presence.clone();
                 let metrics = metrics.clone();
                 Shard::start_in_arbiter(&arbiter.handle(), move |_| {

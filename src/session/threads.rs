@@ -15,7 +15,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use actix::{Arbiter, ArbiterHandle};
+use actix::ArbiterHandle;
 use tokio::net::TcpStream;
 
 /// The session threads of this node, given sessions in turn.
@@ -28,11 +28,7 @@ impl SessionThreads {
     /// Starts `threads` session threads (at least one). Must run inside an actix system.
     pub fn start(threads: usize) -> SessionThreads {
         let arbiters = (0..threads.max(1))
-            .map(|_| {
-                let arbiter = Arbiter::new().handle();
-                arbiter.spawn_fn(crate::priority::deliver_at_lower_priority);
-                arbiter
-            })
+            .map(|_| crate::priority::delivery_arbiter().handle())
             .collect();
         SessionThreads {
             arbiters,

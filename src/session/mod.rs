@@ -174,11 +174,13 @@ impl Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.metrics.sessions.dec();
+        // The close is counted before the session leaves the gauge, so a scrape that sees
+        // the gauge fall also sees the close that made it fall.
         self.metrics
             .sessions_closed
             .with_label_values(&[&self.close_code.to_string()])
             .inc();
+        self.metrics.sessions.dec();
     }
 }
 

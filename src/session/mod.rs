@@ -334,7 +334,9 @@ impl Session {
                 self.shown_badge = Some(unread);
             }
         }
-        self.guarded(WsConnection::flush).await
+        let flushed = self.guarded(WsConnection::flush).await;
+        crate::priority::give_way();
+        flushed
     }
 
     /// Buffers a frame for the client.

@@ -334,9 +334,7 @@ impl Session {
                 self.shown_badge = Some(unread);
             }
         }
-        let flushed = self.guarded(WsConnection::flush).await;
-        crate::priority::give_way();
-        flushed
+        self.guarded(WsConnection::flush).await
     }
 
     /// Buffers a frame for the client.

@@ -129,31 +129,58 @@ async fn claim(
     Ok(claimed.is_some())
 }
 
-/// Finds the recipients' unread notifications of the run's groups. Called once the run holds
-/// the recipients' state rows: every transaction that adds, folds or marks read a user's
-/// notifications takes that row first, so what is found stays true until the run commits,
-/// whichever node publishes. (The unique index on open groups would refuse a second one.)
-async fn find_open_groups(
+/// Finds the recipients' unread notifications of the run's groups, and takes the run's ids in
+/// the same statement. Called once the run holds the recipients' state rows: every
+/// transaction that adds, folds or marks read a user's notifications takes that row first, so
+/// what is found stays true until the run commits, whichever node publishes. (The unique index
+/// on open groups would refuse a second one.) How many ids the run needs depends on what is
+/// found, so it takes one per event, as if nothing folded: ids need only be unique, and the
+/// unused ones are a gap, where a statement of their own would cost a round trip.
+async fn find_open_groups_and_ids(
     tx: &mut Transaction<'_, Postgres>,
     plan: &mut PublishPlan<'_>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<i64>, StoreError> {
     let (users, groups): (Vec<&str>, Vec<&str>) = plan.group_keys().into_iter().unzip();
     if users.is_empty() {
-        return Ok(());
+        return take_ids(tx, plan.id_count()).await;
     }
     let rows = sqlx::query(
         "SELECT n.user_id, n.group_key, n.id, n.event_count, n.actors, n.actor, n.created_at \
          FROM unnest($1::text[], $2::text[]) AS k(u, g) \
          JOIN notifications AS n ON n.user_id = k.u AND n.group_key = k.g \
-         WHERE n.group_key IS NOT NULL AND NOT n.read",
+         WHERE n.group_key IS NOT NULL AND NOT n.read \
+         UNION ALL \
+         SELECT NULL, NULL, nextval('event_ids'), NULL, NULL, NULL, NULL \
+         FROM generate_series(1, $3)",
     )
     // Planned to probe the index for each key (see `BEGIN_GROUPED`), as are the update and
     // the correction below.
     .bind(users)
     .bind(groups)
+    .bind(plan.id_count())
     .fetch_all(&mut **tx)
     .await?;
-    Ok(plan.found_open_rows(&rows)?)
+    let mut found = Vec::new();
+    let mut ids = Vec::new();
+    for row in rows {
+        if row.try_get::<Option<String>, _>(0)?.is_some() {
+            found.push(row);
+        } else {
+            ids.push(row.try_get(2)?);
+        }
+    }
+    plan.found_open_rows(&found)?;
+    Ok(ids)
+}
+
+/// `count` new ids.
+async fn take_ids(tx: &mut Transaction<'_, Postgres>, count: i64) -> Result<Vec<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT nextval('event_ids') FROM generate_series(1, $1)")
+            .bind(count)
+            .fetch_all(&mut **tx)
+            .await?,
+    )
 }
 
 /// How a run with grouped events begins: its statements run on one plan per connection,
@@ -234,12 +261,7 @@ pub async fn publish_run(
         &mut plan.topics,
     )
     .await?;
-    find_open_groups(&mut tx, &mut plan).await?;
-    let ids: Vec<i64> =
-        sqlx::query_scalar("SELECT nextval('event_ids') FROM generate_series(1, $1)")
-            .bind(plan.id_count())
-            .fetch_all(&mut *tx)
-            .await?;
+    let ids = find_open_groups_and_ids(&mut tx, &mut plan).await?;
     let mut changes = Vec::new();
     let assigned = plan.assign(ids.into_iter(), now, &mut changes)?;
     let notifications = &assigned.notifications;

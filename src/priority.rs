@@ -66,6 +66,7 @@ mod tests {
             current_thread_niceness()
         })
         .join()
+        // Only a panic in the thread above fails the join, and the test should fail then.
         .expect("the thread ran");
         assert_eq!(lowered, DELIVERY_NICENESS.max(before));
         // Only the thread that asked was lowered.

@@ -99,6 +99,7 @@ mod tests {
         for value in values {
             headers.append(
                 HeaderName::from_static("x-forwarded-for"),
+                // The tests' own constant addresses, all valid header text.
                 HeaderValue::from_str(value).expect("header value"),
             );
         }

@@ -8,6 +8,7 @@
 #       three nodes, one generator per node (its own process, so its own file limit): the
 #       sessions of node i subscribe to topic article:bench-i, whose events are published
 #       on node i+1
+#   BIN=/tmp/informd scripts/bench-cluster.sh …   serve with this informd binary (to compare builds)
 #
 # Needs the machine's PostgreSQL (scripts/deps/postgres.sh) and redis-server.
 set -euo pipefail
@@ -48,7 +49,7 @@ ulimit -n "$(ulimit -Hn)"
 for port in "${ports[@]}"; do
   INFORMD_DATABASE="$server/$database" INFORMD_BROKER="redis://127.0.0.1:$redis_port" \
     INFORMD_LISTEN="127.0.0.1:$port" RUST_LOG=warn \
-    "$bin/informd" serve >"$work/node-$port.log" 2>&1 &
+    "${BIN:-$bin/informd}" serve >"$work/node-$port.log" 2>&1 &
   pids+=($!)
 done
 for port in "${ports[@]}"; do

@@ -571,6 +571,20 @@ impl Client {
         frame
     }
 
+    /// The next `notification` frame, past any `unread` frames. A notification published
+    /// just before the connect may reach the session live after its `welcome` counted it;
+    /// the session drops that frame and sends the current badge in an `unread` frame
+    /// instead, which may already count a later notification (docs/PROTOCOL.md, `unread`).
+    pub async fn next_notification(&mut self) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] != "unread" {
+                assert_eq!(frame["type"], "notification", "got {frame}");
+                return frame;
+            }
+        }
+    }
+
     /// Reads frames until the server closes; returns the close code.
     pub async fn closed(&mut self) -> Option<u16> {
         loop {

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::daemon::{configured, informd, Daemon};
+use crate::daemon::{configured, informd, publish, Daemon};
 use crate::helpers::{spawn_on, TestApp, TestDatabase, PUBLISH_KEY};
 
 /// Publishers in the concurrency test, split over two nodes.
@@ -384,5 +384,131 @@ async fn database_passwords_are_never_printed() {
         .chain(refusals.iter().map(String::as_str))
     {
         assert!(!text.contains(secret), "a password was printed: {text}");
+    }
+}
+
+/// How many of informd's sessions on `app`'s database are in `state` (of `pg_stat_activity`),
+/// waiting on a lock when `on_lock`.
+async fn informd_sessions(app: &TestApp, state: &str, on_lock: bool) -> i64 {
+    let lock = if on_lock {
+        " AND wait_event_type = 'Lock'"
+    } else {
+        ""
+    };
+    app.count_rows(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name = 'informd' AND state = '{state}'{lock}"
+    ))
+    .await
+}
+
+/// Waits (up to 10 s) until `count` of informd's sessions are in `state`.
+async fn until_sessions(app: &TestApp, state: &str, on_lock: bool, count: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while informd_sessions(app, state, on_lock).await != count {
+        assert!(
+            Instant::now() < deadline,
+            "no {count} informd session(s) {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_frozen_mid_commit_does_not_stall_the_others() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use sqlx::Connection;
+
+    let database = fresh_postgres().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut command = configured(dir.path());
+    command.env("INFORMD_DATABASE", &database.url);
+    let frozen = Daemon::start(command);
+    let other = spawn_on(database.clone(), |_| {}).await;
+    let http = reqwest::Client::new();
+    for user in ["u0", "u1"] {
+        let answer = publish(&http, &frozen, &json!({"to": user, "kind": "like"})).await;
+        assert_eq!(answer.status(), 200);
+    }
+
+    // Hold u1's state row, so that the next commit on `frozen` stops inside its transaction,
+    // having locked u0's row (rows are locked in user order)...
+    let mut holder = sqlx::PgConnection::connect(&database.url)
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT 1 FROM user_state WHERE user_id = 'u1' FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .expect("lock u1");
+    let stuck = tokio::spawn({
+        let http = http.clone();
+        let url = frozen.url("/publish");
+        async move {
+            http.post(url)
+                .bearer_auth(PUBLISH_KEY)
+                .json(&json!({"to": ["u0", "u1"], "kind": "like"}))
+                .send()
+                .await
+                .expect("publish")
+        }
+    });
+    until_sessions(&other, "active", true, 1).await;
+    // ...then freeze the node, and let its statement finish: its transaction now sits idle,
+    // holding u0's and u1's rows, and nothing on that node will ever end it.
+    let pid = Pid::from_raw(i32::try_from(frozen.child.id()).expect("pid"));
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("rollback");
+    until_sessions(&other, "idle in transaction", false, 1).await;
+
+    // Another node's publish to u0 waits for the row, then gets it once PostgreSQL ends the
+    // frozen transaction, instead of waiting for as long as the frozen node's connection lives.
+    let started = Instant::now();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(30),
+        other.publish(&json!({"to": "u0", "kind": "like"})),
+    )
+    .await
+    .expect("the other node's publish was answered within 30 s");
+    let waited = started.elapsed();
+    assert_eq!(answer.status(), 200);
+    assert!(
+        waited >= Duration::from_secs(3),
+        "the publish did not wait for the frozen node's lock ({waited:?}): the test tested nothing"
+    );
+
+    // The frozen node wakes to a transaction that was rolled back: its publish failed, and
+    // said so; its next one goes through.
+    kill(pid, Signal::SIGCONT).expect("SIGCONT");
+    let failed = tokio::time::timeout(Duration::from_secs(10), stuck)
+        .await
+        .expect("the frozen node answered once woken")
+        .expect("publish task");
+    assert_eq!(failed.status(), 503);
+    let body: Value = failed.json().await.expect("error body");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let answer = publish(&http, &frozen, &json!({"to": "u1", "kind": "like"})).await;
+    assert_eq!(answer.status(), 200);
+
+    // Nothing of the rolled-back publish was kept, and the badges match the rows.
+    for (user, stored) in [("u0", 2), ("u1", 2)] {
+        let rows = other
+            .count_rows(&format!(
+                "SELECT count(*) FROM notifications WHERE user_id = '{user}'"
+            ))
+            .await;
+        let badge = other
+            .count_rows(&format!(
+                "SELECT unread FROM user_state WHERE user_id = '{user}'"
+            ))
+            .await;
+        assert_eq!((rows, badge), (stored, stored), "{user}");
     }
 }

@@ -49,6 +49,13 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Threads driving the store's connections.
 const THREADS: usize = 2;
+/// How long PostgreSQL lets one of informd's transactions sit idle before it ends the session
+/// (`idle_in_transaction_session_timeout`). informd never waits between the statements of a
+/// transaction on anything but the database, so a transaction idle this long belongs to a
+/// node that froze mid-commit (stopped, swapped out, cut off with its TCP connection still
+/// open). Its locks on users' state rows would otherwise stall every publish to those users
+/// on every node until the connection died, which can take hours.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";
 
 /// What every write needs.
 pub struct Shared {
@@ -94,6 +101,10 @@ impl Drop for StoreRuntime {
 fn connect_options(database: &str) -> Result<PgConnectOptions, StoreError> {
     Ok(PgConnectOptions::from_str(database)?
         .application_name("informd")
+        .options([(
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION_TIMEOUT,
+        )])
         // Statements are logged at debug only: at info every publish would log four lines.
         .log_statements(log::LevelFilter::Trace)
         .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(1)))

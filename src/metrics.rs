@@ -7,6 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -59,56 +60,59 @@ pub struct Metrics {
     pub escalations: IntCounterVec,
 }
 
-// The `expect`s below cannot fail at run time: every name and help text is a constant in
-// this file, checked the first time any test builds `Metrics`, and each registry is fresh (one
-// per application), so no name is registered twice. Nothing a user or the network sends
-// reaches them.
-
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let metric = IntCounter::new(name, help).expect("a valid metric name");
+/// `metric`, registered in `registry`.
+///
+/// The two `expect`s cannot fail at run time: every name and help text is a constant in this
+/// file, checked the first time any test builds `Metrics`, and each registry is fresh (one per
+/// application), so no name is registered twice. Nothing a user or the network sends reaches
+/// them.
+fn registered<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.expect("a valid metric name");
     registry
         .register(Box::new(metric.clone()))
         .expect("metric names are unique");
     metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    registered(registry, IntCounter::new(name, help))
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
-    let metric = IntCounterVec::new(Opts::new(name, help), &[label]).expect("a valid metric name");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric names are unique");
-    metric
+    registered(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), &[label]),
+    )
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
-    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
-        .expect("a valid metric name");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric names are unique");
-    metric
+    registered(
+        registry,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())),
+    )
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let r = &registry;
-        let build_info = IntGaugeVec::new(
-            Opts::new("informd_build_info", "The running build; always 1."),
-            &["version"],
-        )
-        .expect("a valid metric name");
+        let build_info = registered(
+            r,
+            IntGaugeVec::new(
+                Opts::new("informd_build_info", "The running build; always 1."),
+                &["version"],
+            ),
+        );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        registry
-            .register(Box::new(build_info))
-            .expect("metric names are unique");
-        let sessions = IntGauge::new("informd_sessions", "WebSocket sessions open on this node.")
-            .expect("a valid metric name");
-        registry
-            .register(Box::new(sessions.clone()))
-            .expect("metric names are unique");
+        let sessions = registered(
+            r,
+            IntGauge::new("informd_sessions", "WebSocket sessions open on this node."),
+        );
         Metrics {
             sessions,
             sessions_opened: counter(r, "informd_sessions_opened_total", "WebSocket sessions opened."),

@@ -387,28 +387,18 @@ async fn database_passwords_are_never_printed() {
     }
 }
 
-/// How many of informd's sessions on `app`'s database are in `state` (of `pg_stat_activity`),
-/// waiting on a lock when `on_lock`.
-async fn informd_sessions(app: &TestApp, state: &str, on_lock: bool) -> i64 {
-    let lock = if on_lock {
-        " AND wait_event_type = 'Lock'"
-    } else {
-        ""
-    };
-    app.count_rows(&format!(
+/// Waits (up to 10 s) until exactly `count` of informd's sessions on `app`'s database match
+/// `condition` (on `pg_stat_activity`).
+async fn until_informd_sessions(app: &TestApp, condition: &str, count: i64) {
+    let sql = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-         AND application_name = 'informd' AND state = '{state}'{lock}"
-    ))
-    .await
-}
-
-/// Waits (up to 10 s) until `count` of informd's sessions are in `state`.
-async fn until_sessions(app: &TestApp, state: &str, on_lock: bool, count: i64) {
+         AND application_name = 'informd' AND {condition}"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while informd_sessions(app, state, on_lock).await != count {
+    while app.count_rows(&sql).await != count {
         assert!(
             Instant::now() < deadline,
-            "no {count} informd session(s) {state}"
+            "not {count} informd session(s) with {condition}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -457,7 +447,7 @@ async fn a_node_frozen_mid_commit_does_not_stall_the_others() {
                 .expect("publish")
         }
     });
-    until_sessions(&other, "active", true, 1).await;
+    until_informd_sessions(&other, "state = 'active' AND wait_event_type = 'Lock'", 1).await;
     // ...then freeze the node, and let its statement finish: its transaction now sits idle,
     // holding u0's and u1's rows, and nothing on that node will ever end it.
     let pid = Pid::from_raw(i32::try_from(frozen.child.id()).expect("pid"));
@@ -466,7 +456,7 @@ async fn a_node_frozen_mid_commit_does_not_stall_the_others() {
         .execute(&mut holder)
         .await
         .expect("rollback");
-    until_sessions(&other, "idle in transaction", false, 1).await;
+    until_informd_sessions(&other, "state = 'idle in transaction'", 1).await;
 
     // Another node's publish to u0 waits for the row, then gets it once PostgreSQL ends the
     // frozen transaction, instead of waiting for as long as the frozen node's connection lives.

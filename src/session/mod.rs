@@ -174,8 +174,9 @@ impl Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        // The close is counted before the session leaves the gauge, so a scrape that sees
-        // the gauge fall also sees the close that made it fall.
+        // The close is counted before the session leaves the gauge. A scrape is still no
+        // snapshot (the registry reads its metrics one after another, in hash order), so a
+        // reader may see the gauge fall a moment before the close that made it fall.
         self.metrics
             .sessions_closed
             .with_label_values(&[&self.close_code.to_string()])

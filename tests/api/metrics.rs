@@ -145,7 +145,14 @@ async fn sessions_deliveries_publishes_and_refusals_are_counted() {
     first.close().await;
     second.close().await;
     drop(third); // gone without a close frame
-    let closed = scrape_until(&app, |s| s.value("informd_sessions", &[]) == 0.0).await;
+                 // A scrape reads the metrics one by one, in no fixed order, so the gauge may show a
+                 // session gone before the counter shows its close: wait for all three.
+    let closed = scrape_until(&app, |s| {
+        s.value("informd_sessions", &[]) == 0.0
+            && s.value("informd_sessions_closed_total", &[("code", "1000")]) == 2.0
+            && s.value("informd_sessions_closed_total", &[("code", "1006")]) == 1.0
+    })
+    .await;
     assert_eq!(closed.value("informd_sessions", &[]), 0.0);
     assert_eq!(
         closed.value("informd_sessions_closed_total", &[("code", "1000")]),

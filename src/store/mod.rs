@@ -163,6 +163,10 @@ pub enum StoreError {
     /// A transaction shared by several operations failed; each of them gets its message.
     #[error("{0}")]
     GroupFailed(String),
+    /// What a writer remembered of a user's open groups was no longer true; its run is
+    /// retried without it.
+    #[error("the database changed under the open groups this node remembered")]
+    OutOfDate,
     /// The `database` setting names a kind of database informd does not speak.
     #[error(
         "database URL scheme {0}:// is not supported; use a sqlite: URL or a file path \

@@ -70,6 +70,10 @@ pub struct GroupUpdate<'a> {
     pub id: i64,
     #[serde(rename = "s")]
     pub seq: i64,
+    /// The seq it had when the run found it: a backend that took the row from memory
+    /// updates it only if it is still there, unread.
+    #[serde(skip)]
+    pub was_seq: i64,
     #[serde(flatten)]
     pub content: Content<'a>,
     #[serde(rename = "c")]
@@ -83,6 +87,8 @@ pub struct GroupUpdate<'a> {
 #[derive(Debug, Clone)]
 pub struct OpenGroup {
     pub id: i64,
+    /// Where it stands in its user's stream.
+    pub seq: i64,
     pub count: i64,
     pub actors: Vec<Box<RawValue>>,
     /// Unix milliseconds.
@@ -128,6 +134,9 @@ struct Stream {
     added: i64,
     /// Events of the run that folded into a notification already unread (no badge change).
     folded: i64,
+    /// How many events the backend expected to fold when it moved the badge: it moved it
+    /// up by `added - expected_folds` (see [`PublishPlan::expect_folds`]).
+    expected_folds: i64,
     /// Seq of the next event to assign (set from where the backend moved the stream to).
     next_seq: i64,
     /// Unread count after the next notification (users only).
@@ -163,21 +172,36 @@ impl<'a> Streams<'a> {
         self.order.iter().map(|k| (*k, self.streams[k].added))
     }
 
-    /// The same, sorted by key: the order in which a backend with row locks takes them, so
-    /// that two transactions never wait for each other in a cycle.
-    pub fn sorted_counts(&self) -> Vec<(&'a str, i64)> {
-        let mut counts: Vec<_> = self.counts().collect();
-        counts.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        counts
-    }
-
     /// Records where the backend moved `key` to: its `last_seq` and `unread` count after
     /// this run's events were added.
     pub fn moved_to(&mut self, key: &str, last_seq: i64, unread: i64) {
         if let Some(stream) = self.streams.get_mut(key) {
             stream.next_seq = last_seq - stream.added + 1;
-            stream.next_unread = unread - stream.added + 1;
+            stream.next_unread = unread - (stream.added - stream.expected_folds) + 1;
         }
+    }
+
+    /// Each stream with how far its seq and its badge move, sorted by key: the order in
+    /// which a backend with row locks takes them, so that two transactions never wait for
+    /// each other in a cycle.
+    pub fn sorted_increments(&self) -> Vec<(&'a str, i64, i64)> {
+        let mut increments: Vec<_> = self
+            .streams
+            .iter()
+            .map(|(k, s)| (*k, s.added, s.added - s.expected_folds))
+            .collect();
+        increments.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        increments
+    }
+
+    /// Where each stream stands, `(key, last_seq, unread)`: before the run once the backend
+    /// recorded where it moved them ([`Streams::moved_to`]); after it once
+    /// [`PublishPlan::assign`] ran and the backend applied [`PublishPlan::folded`].
+    pub fn positions(&self) -> impl Iterator<Item = (&'a str, i64, i64)> + '_ {
+        self.order.iter().map(|k| {
+            let stream = &self.streams[k];
+            (*k, stream.next_seq - 1, stream.next_unread - 1)
+        })
     }
 
     /// Each stream's last seq once [`PublishPlan::assign`] has run.
@@ -273,7 +297,7 @@ impl<'a> PublishPlan<'a> {
     }
 
     /// Records the recipients' unread notifications of the run's groups, as the backend
-    /// found them: rows of `user_id, group_key, id, event_count, actors, actor, created_at`.
+    /// found them: rows as [`open_row`] reads them.
     pub fn found_open_rows<R>(&mut self, rows: &[R]) -> Result<(), sqlx::Error>
     where
         R: sqlx::Row,
@@ -282,21 +306,52 @@ impl<'a> PublishPlan<'a> {
         i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     {
         for row in rows {
-            let key: (String, String) = (row.try_get(0)?, row.try_get(1)?);
-            let actors: Option<String> = row.try_get(4)?;
-            let actor: Option<String> = row.try_get(5)?;
-            let actor = actor.and_then(|a| RawValue::from_string(a).ok());
-            let open = OpenGroup {
-                id: row.try_get(2)?,
-                count: row.try_get(3)?,
-                actors: stored_actors(actors.as_deref(), actor.as_deref()),
-                created_at: row.try_get(6)?,
-            };
+            let (key, open) = open_row(row)?;
             if let Some(state) = self.groups.get_mut(&key) {
                 state.open = Some(open);
             }
         }
         Ok(())
+    }
+
+    /// Sets what `user`'s unread notification of `group` is (`None`: there is none), when
+    /// the backend knows it before it looks (see [`PublishPlan::found_open_rows`]).
+    pub fn set_open(&mut self, user: &str, group: &str, open: Option<OpenGroup>) {
+        if let Some(state) = self.groups.get_mut(&(user.to_string(), group.to_string())) {
+            state.open = open;
+        }
+    }
+
+    /// Forgets what was set of the open groups of `users`: the backend looks them up.
+    pub fn forget_open(&mut self, users: &[&str]) {
+        for ((user, _), state) in self.groups.iter_mut() {
+            if users.contains(&user.as_str()) {
+                state.open = None;
+            }
+        }
+    }
+
+    /// Before the streams are moved: how many events of each recipient will fold, as far as
+    /// the open groups set so far tell (a pair with none folds all its events but the
+    /// first). The backend then moves each badge up by the rest, and corrects it by
+    /// [`PublishPlan::folded`] if what it found differs.
+    pub fn expect_folds(&mut self) {
+        for stream in self.users.streams.values_mut() {
+            stream.expected_folds = 0;
+        }
+        for ((user, _), group) in &self.groups {
+            if let Some(stream) = self.users.streams.get_mut(user.as_str()) {
+                stream.expected_folds += group.events - i64::from(group.open.is_none());
+            }
+        }
+    }
+
+    /// After [`PublishPlan::assign`]: each (recipient, group) pair of the run and the unread
+    /// notification that now stands for it.
+    pub fn open_groups(&self) -> impl Iterator<Item = (&str, &str, &OpenGroup)> + '_ {
+        self.groups.iter().filter_map(|((user, group), state)| {
+            Some((user.as_str(), group.as_str(), state.open.as_ref()?))
+        })
     }
 
     /// How many ids the run needs: one per new notification row and per broadcast (an event
@@ -312,15 +367,20 @@ impl<'a> PublishPlan<'a> {
         users + topics - folding
     }
 
-    /// After [`PublishPlan::assign`]: per recipient some of whose events folded, how many. The
-    /// backend moved the badge up by every event; it takes these back off.
+    /// After [`PublishPlan::assign`]: per recipient whose events folded other than expected,
+    /// how many more than expected. The backend moved the badge up by every event it did not
+    /// expect to fold (all of them, unless it called [`PublishPlan::expect_folds`]); it takes
+    /// these back off (or puts them back on, when negative).
     pub fn folded(&self) -> Vec<(&'a str, i64)> {
         let mut folded: Vec<(&'a str, i64)> = self
             .users
             .order
             .iter()
-            .map(|k| (*k, self.users.streams[k].folded))
-            .filter(|(_, n)| *n > 0)
+            .map(|k| {
+                let stream = &self.users.streams[k];
+                (*k, stream.folded - stream.expected_folds)
+            })
+            .filter(|(_, n)| *n != 0)
             .collect();
         folded.sort_unstable();
         folded
@@ -447,6 +507,29 @@ impl<'a> PublishPlan<'a> {
     }
 }
 
+/// A stored unread notification of a group and its (user, group) pair, from a row of
+/// `user_id, group_key, id, event_count, actors, actor, created_at, seq`.
+pub fn open_row<R>(row: &R) -> Result<((String, String), OpenGroup), sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let key: (String, String) = (row.try_get(0)?, row.try_get(1)?);
+    let actors: Option<String> = row.try_get(4)?;
+    let actor: Option<String> = row.try_get(5)?;
+    let actor = actor.and_then(|a| RawValue::from_string(a).ok());
+    let open = OpenGroup {
+        id: row.try_get(2)?,
+        seq: row.try_get(7)?,
+        count: row.try_get(3)?,
+        actors: stored_actors(actors.as_deref(), actor.as_deref()),
+        created_at: row.try_get(6)?,
+    };
+    Ok((key, open))
+}
+
 /// A notification as clients see it right after event `n` made or changed it.
 fn shown(n: &NotificationInput, (id, seq): (i64, i64), group: &Grouped, now: i64) -> Notification {
     Notification {
@@ -486,6 +569,7 @@ fn insert<'a>(
     if let Some(group) = group {
         group.open = Some(OpenGroup {
             id,
+            seq,
             count: 1,
             actors: actors.clone(),
             created_at: now,
@@ -518,6 +602,8 @@ fn fold<'a>(
     now: i64,
     assigned: &mut Assigned<'a>,
 ) -> Notification {
+    let was_seq = open.seq;
+    open.seq = seq;
     open.count += 1;
     open.actors = merge_actors(&open.actors, n.actor.as_deref());
     let (content, actors) = (Content::of(n), actors_json(&open.actors));
@@ -536,6 +622,7 @@ fn fold<'a>(
             assigned.updates.push(GroupUpdate {
                 id: open.id,
                 seq,
+                was_seq,
                 content,
                 count: open.count,
                 actors,

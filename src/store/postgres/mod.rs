@@ -13,6 +13,7 @@
 //! instead of hanging, and the pool reconnects by itself once it is back.
 
 mod escalation;
+mod open_groups;
 mod sequencer;
 mod writer;
 mod writes;

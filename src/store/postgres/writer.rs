@@ -5,10 +5,11 @@
 //! concurrent transactions touching the same users queue behind each other's commits.
 //! Mark-read and retention stay pooled transactions; the sequencer orders all of them.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::open_groups::OpenGroups;
 use super::{writes, Shared};
 use crate::model::EventInput;
 use crate::store::{PublishOutcome, PublishRequest, StoreError};
@@ -37,6 +38,7 @@ fn weight(request: &PublishRequest) -> usize {
 pub fn start(shared: Arc<Shared>) -> mpsc::Sender<(PublishRequest, Reply)> {
     let (sender, mut queue) = mpsc::channel::<(PublishRequest, Reply)>(QUEUE);
     tokio::spawn(async move {
+        let memory = Mutex::new(OpenGroups::default());
         while let Some(first) = queue.recv().await {
             let mut total = weight(&first.0);
             let mut group = vec![first];
@@ -51,7 +53,7 @@ pub fn start(shared: Arc<Shared>) -> mpsc::Sender<(PublishRequest, Reply)> {
             }
             let (requests, replies): (Vec<PublishRequest>, Vec<Reply>) = group.into_iter().unzip();
             let run: Vec<&PublishRequest> = requests.iter().collect();
-            match writes::retrying(|| writes::publish_run(&shared, &run)).await {
+            match writes::retrying(|| writes::publish_run(&shared, &run, &memory)).await {
                 Ok(results) => {
                     for (reply, result) in replies.into_iter().zip(results) {
                         // A caller that went away no longer needs the answer.

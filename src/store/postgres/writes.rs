@@ -5,16 +5,19 @@
 //! Which id, seq and badge each event gets is planned by [`crate::store::plan`], shared with
 //! SQLite.
 
+use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use sqlx::{Postgres, Row, Transaction};
 
+use super::open_groups::{self, Loaded, OpenGroups};
 use super::Shared;
 use crate::model::{now_millis, EventInput};
 use crate::preferences::Preferences;
 use crate::store::documents;
-use crate::store::plan::{PublishPlan, Streams};
+use crate::store::plan::{open_row, PublishPlan, Streams};
 use crate::store::{
     Change, IdempotencyRecord, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
     RetentionPolicy, StoreError,
@@ -30,6 +33,7 @@ fn transient(error: &StoreError) -> bool {
         StoreError::Database(sqlx::Error::Database(e)) => {
             matches!(e.code().as_deref(), Some("40P01" | "40001"))
         }
+        StoreError::OutOfDate => true,
         _ => false,
     }
 }
@@ -81,7 +85,8 @@ async fn commit(
 }
 
 /// Moves each stream forward by its count, taking the rows' locks in key order. `sql` reads
-/// keys (`$1`) and counts (`$2`) and returns `(key, last_seq, unread)`.
+/// keys (`$1`), how far each seq moves (`$2`) and how far each badge moves (`$3`), and
+/// returns `(key, last_seq, unread)`.
 async fn advance(
     tx: &mut Transaction<'_, Postgres>,
     sql: &str,
@@ -90,10 +95,11 @@ async fn advance(
     if streams.is_empty() {
         return Ok(());
     }
-    let (keys, counts): (Vec<&str>, Vec<i64>) = streams.sorted_counts().into_iter().unzip();
+    let increments = streams.sorted_increments();
     let rows = sqlx::query(sql)
-        .bind(keys)
-        .bind(counts)
+        .bind(increments.iter().map(|i| i.0).collect::<Vec<_>>())
+        .bind(increments.iter().map(|i| i.1).collect::<Vec<_>>())
+        .bind(increments.iter().map(|i| i.2).collect::<Vec<_>>())
         .fetch_all(&mut **tx)
         .await?;
     for row in rows {
@@ -129,48 +135,82 @@ async fn claim(
     Ok(claimed.is_some())
 }
 
-/// Finds the recipients' unread notifications of the run's groups, and takes the run's ids in
-/// the same statement. Called once the run holds the recipients' state rows: every
-/// transaction that adds, folds or marks read a user's notifications takes that row first, so
-/// what is found stays true until the run commits, whichever node publishes. (The unique index
-/// on open groups would refuse a second one.) How many ids the run needs depends on what is
-/// found, so it takes one per event, as if nothing folded: ids need only be unique, and the
-/// unused ones are a gap, where a statement of their own would cost a round trip.
+/// Looks up the unread grouped notifications of `users` (those the writer did not remember
+/// right, see [`OpenGroups`]) and takes the run's ids, in one statement. Called once the run
+/// holds the recipients' state rows: every transaction that adds, folds or marks read a
+/// user's notifications takes that row first, so what is found stays true until the run
+/// commits, whichever node publishes. (The unique index on open groups would refuse a second
+/// one.) Each user's open groups are read whole, up to one more than
+/// [`open_groups::GROUPS_PER_USER`], for the writer to remember; the run's own pairs of those
+/// users are also looked up by key, for a user who has more. How many ids the run needs
+/// depends on what is found, so it takes one per event of these users, as if nothing folded:
+/// ids need only be unique, and the unused ones are a gap, where a statement of their own
+/// would cost a round trip.
 async fn find_open_groups_and_ids(
     tx: &mut Transaction<'_, Postgres>,
     plan: &mut PublishPlan<'_>,
-) -> Result<Vec<i64>, StoreError> {
-    let (users, groups): (Vec<&str>, Vec<&str>) = plan.group_keys().into_iter().unzip();
+    users: &[&str],
+) -> Result<(Vec<i64>, Loaded), StoreError> {
     if users.is_empty() {
-        return take_ids(tx, plan.id_count()).await;
+        return Ok((take_ids(tx, plan.id_count()).await?, Loaded::new()));
     }
+    let (key_users, key_groups): (Vec<&str>, Vec<&str>) = (plan.group_keys().into_iter())
+        .filter(|(user, _)| users.contains(user))
+        .unzip();
     let rows = sqlx::query(
-        "SELECT n.user_id, n.group_key, n.id, n.event_count, n.actors, n.actor, n.created_at \
-         FROM unnest($1::text[], $2::text[]) AS k(u, g) \
+        "SELECT n.user_id, n.group_key, n.id, n.event_count, n.actors, n.actor, n.created_at, \
+                n.seq, true \
+         FROM unnest($1::text[]) AS k(u) CROSS JOIN LATERAL ( \
+             SELECT * FROM notifications WHERE user_id = k.u AND group_key IS NOT NULL \
+             AND NOT read LIMIT $4) AS n \
+         UNION ALL \
+         SELECT n.user_id, n.group_key, n.id, n.event_count, n.actors, n.actor, n.created_at, \
+                n.seq, false \
+         FROM unnest($2::text[], $3::text[]) AS k(u, g) \
          JOIN notifications AS n ON n.user_id = k.u AND n.group_key = k.g \
          WHERE n.group_key IS NOT NULL AND NOT n.read \
          UNION ALL \
-         SELECT NULL, NULL, nextval('event_ids'), NULL, NULL, NULL, NULL \
-         FROM generate_series(1, $3)",
+         SELECT NULL, NULL, nextval('event_ids'), NULL, NULL, NULL, NULL, NULL, NULL \
+         FROM generate_series(1, $5)",
     )
     // Planned to probe the index for each key (see `BEGIN_GROUPED`), as are the update and
     // the correction below.
     .bind(users)
-    .bind(groups)
+    .bind(key_users)
+    .bind(key_groups)
+    .bind(open_groups::GROUPS_PER_USER as i64 + 1)
     .bind(plan.id_count())
     .fetch_all(&mut **tx)
     .await?;
     let mut found = Vec::new();
     let mut ids = Vec::new();
+    let mut loaded: Loaded = users
+        .iter()
+        .map(|u| (u.to_string(), Some(Vec::new())))
+        .collect();
     for row in rows {
-        if row.try_get::<Option<String>, _>(0)?.is_some() {
-            found.push(row);
-        } else {
+        let Some(user) = row.try_get::<Option<String>, _>(0)? else {
             ids.push(row.try_get(2)?);
+            continue;
+        };
+        if row.try_get::<bool, _>(8)? {
+            if let Some(Some(groups)) = loaded.get_mut(&user) {
+                let ((_, group), open) = open_row(&row)?;
+                groups.push((group, open));
+            }
+        }
+        found.push(row);
+    }
+    for groups in loaded.values_mut() {
+        if groups
+            .as_ref()
+            .is_some_and(|g| g.len() > open_groups::GROUPS_PER_USER)
+        {
+            *groups = None;
         }
     }
     plan.found_open_rows(&found)?;
-    Ok(ids)
+    Ok((ids, loaded))
 }
 
 /// `count` new ids.
@@ -208,10 +248,38 @@ fn grouped(requests: &[&PublishRequest]) -> bool {
 }
 
 /// Stores a run of publishes in one transaction; each gets its outcome, or
-/// `IdempotencyConflict` when its key is taken (that publish then writes nothing).
+/// `IdempotencyConflict` when its key is taken (that publish then writes nothing). `memory`
+/// is the writer's: what it remembers of open groups is used, checked, and brought up to
+/// date once the run commits.
 pub async fn publish_run(
     shared: &Shared,
     requests: &[&PublishRequest],
+    memory: &Mutex<OpenGroups>,
+) -> Result<Vec<Result<PublishOutcome, StoreError>>, StoreError> {
+    let result = write_run(shared, requests, memory).await;
+    if matches!(result, Err(StoreError::OutOfDate)) {
+        log::warn!(
+            "store: the database disagreed with the open groups this node remembered \
+             (changed by other means?); the run is retried without them"
+        );
+        lock(memory).forget_all();
+    }
+    result
+}
+
+/// The writer's memory; a panic elsewhere while it was held leaves nothing half-changed that
+/// matters (every entry is checked before use), so a poisoned lock is taken as it is.
+fn lock(memory: &Mutex<OpenGroups>) -> std::sync::MutexGuard<'_, OpenGroups> {
+    memory
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// [`publish_run`] itself.
+async fn write_run(
+    shared: &Shared,
+    requests: &[&PublishRequest],
+    memory: &Mutex<OpenGroups>,
 ) -> Result<Vec<Result<PublishOutcome, StoreError>>, StoreError> {
     let now = now_millis();
     let started = Instant::now();
@@ -242,10 +310,13 @@ pub async fn publish_run(
             .collect());
     }
     let mut plan = PublishPlan::new(requests, writes);
+    let expected = lock(memory).recall(&mut plan);
+    plan.expect_folds();
     advance(
         &mut tx,
         "INSERT INTO user_state (user_id, last_seq, unread) \
-         SELECT k, n, n FROM unnest($1::text[], $2::int8[]) AS s(k, n) ORDER BY k \
+         SELECT k, n, u FROM unnest($1::text[], $2::int8[], $3::int8[]) AS s(k, n, u) \
+         ORDER BY k \
          ON CONFLICT (user_id) DO UPDATE SET last_seq = user_state.last_seq + excluded.last_seq, \
          unread = user_state.unread + excluded.unread \
          RETURNING user_id, last_seq, unread",
@@ -255,13 +326,27 @@ pub async fn publish_run(
     advance(
         &mut tx,
         "INSERT INTO topic_state (topic, last_seq) \
-         SELECT k, n FROM unnest($1::text[], $2::int8[]) AS s(k, n) ORDER BY k \
+         SELECT k, n FROM unnest($1::text[], $2::int8[], $3::int8[]) AS s(k, n, u) \
+         ORDER BY k \
          ON CONFLICT (topic) DO UPDATE SET last_seq = topic_state.last_seq + excluded.last_seq \
          RETURNING topic, last_seq, 0::int8",
         &mut plan.topics,
     )
     .await?;
-    let ids = find_open_groups_and_ids(&mut tx, &mut plan).await?;
+    // Whose remembered open groups are still true: their streams stand where they were left.
+    let held: HashSet<&str> = (plan.users.positions())
+        .filter(|(user, last_seq, unread)| expected.get(*user) == Some(&(*last_seq, *unread)))
+        .map(|(user, _, _)| user)
+        .collect();
+    let mut unknown: Vec<&str> = (plan.group_keys().into_iter())
+        .map(|(user, _)| user)
+        .filter(|user| !held.contains(user))
+        .collect();
+    unknown.dedup(); // sorted by user
+    let unknown: Vec<String> = unknown.into_iter().map(str::to_string).collect();
+    let unknown: Vec<&str> = unknown.iter().map(String::as_str).collect();
+    plan.forget_open(&unknown);
+    let (ids, loaded) = find_open_groups_and_ids(&mut tx, &mut plan, &unknown).await?;
     let mut changes = Vec::new();
     let assigned = plan.assign(ids.into_iter(), now, &mut changes)?;
     let notifications = &assigned.notifications;
@@ -311,16 +396,19 @@ pub async fn publish_run(
                 .collect::<Vec<_>>(),
         )
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(open_group_taken)?;
     }
     let updates = &assigned.updates;
     if !updates.is_empty() {
-        sqlx::query(
+        // Only a row still where the run found it, unread, is folded into.
+        let folded = sqlx::query(
             "UPDATE notifications SET seq = r.s, kind = r.k, actor = r.a, subject = r.b, \
                     data = r.d, event_count = r.c, actors = r.x, updated_at = $9 \
              FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
-                         $6::text[], $7::int8[], $8::text[]) AS r(i, s, k, a, b, d, c, x) \
-             WHERE notifications.id = r.i",
+                         $6::text[], $7::int8[], $8::text[], $10::int8[]) \
+                  AS r(i, s, k, a, b, d, c, x, o) \
+             WHERE notifications.id = r.i AND notifications.seq = r.o AND NOT notifications.read",
         )
         .bind(updates.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind(updates.iter().map(|r| r.seq).collect::<Vec<_>>())
@@ -341,8 +429,12 @@ pub async fn publish_run(
                 .collect::<Vec<_>>(),
         )
         .bind(now)
+        .bind(updates.iter().map(|r| r.was_seq).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
+        if folded.rows_affected() != updates.len() as u64 {
+            return Err(StoreError::OutOfDate);
+        }
     }
     let (users, folded): (Vec<&str>, Vec<i64>) = plan.folded().into_iter().unzip();
     if !users.is_empty() {
@@ -398,7 +490,19 @@ pub async fn publish_run(
         .await?;
     }
     commit(shared, tx, (started, requests.len()), changes).await?;
+    lock(memory).remember(&plan, &held, loaded);
     Ok(assigned.results)
+}
+
+/// A new grouped row that the unique index of open groups refused: the group was open after
+/// all, which only a remembered entry that was out of date can make happen.
+fn open_group_taken(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(e) if e.constraint() == Some("notifications_open_group") => {
+            StoreError::OutOfDate
+        }
+        _ => error.into(),
+    }
 }
 
 /// Marks notifications read and returns the user's new unread count.

@@ -191,7 +191,8 @@ async fn find_open_groups(
         return Ok(());
     }
     let rows = sqlx::query(
-        "SELECT n.user_id, n.group_key, n.id, n.event_count, n.actors, n.actor, n.created_at \
+        "SELECT n.user_id, n.group_key, n.id, n.event_count, n.actors, n.actor, n.created_at, \
+                n.seq \
          FROM json_each(?1) AS k JOIN notifications AS n \
            ON n.user_id = k.value ->> 0 AND n.group_key = k.value ->> 1 \
          WHERE n.group_key IS NOT NULL AND n.read = 0",

@@ -6,7 +6,7 @@
 //! notification (same id, new seq, badge unchanged) instead of adding a row. The backend only
 //! runs the statements.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -323,9 +323,9 @@ impl<'a> PublishPlan<'a> {
     }
 
     /// Forgets what was set of the open groups of `users`: the backend looks them up.
-    pub fn forget_open(&mut self, users: &[&str]) {
+    pub fn forget_open(&mut self, users: &HashSet<&str>) {
         for ((user, _), state) in self.groups.iter_mut() {
-            if users.contains(&user.as_str()) {
+            if users.contains(user.as_str()) {
                 state.open = None;
             }
         }

@@ -59,6 +59,9 @@ impl OpenGroups {
     /// remembered recipient's stream must stand for that to be true.
     pub fn recall(&mut self, plan: &mut PublishPlan<'_>) -> HashMap<String, Position> {
         let mut expected = HashMap::new();
+        if self.users.is_empty() {
+            return expected; // a site that never groups pays nothing more
+        }
         let users: Vec<&str> = plan.users.counts().map(|(user, _)| user).collect();
         for user in users {
             if let Some(entry) = self.users.get(user) {
@@ -79,6 +82,9 @@ impl OpenGroups {
     /// After the run committed: what is now true of each recipient. `held` names the
     /// recipients whose entry the run found true, `loaded` what the run looked up.
     pub fn remember(&mut self, plan: &PublishPlan<'_>, held: &HashSet<&str>, mut loaded: Loaded) {
+        if self.users.is_empty() && loaded.is_empty() {
+            return; // nothing remembered, nothing looked up: nothing to remember
+        }
         let mut opened: HashMap<&str, Vec<(&str, &OpenGroup)>> = HashMap::new();
         for (user, group, open) in plan.open_groups() {
             opened.entry(user).or_default().push((group, open));

@@ -149,7 +149,7 @@ async fn claim(
 async fn find_open_groups_and_ids(
     tx: &mut Transaction<'_, Postgres>,
     plan: &mut PublishPlan<'_>,
-    users: &[&str],
+    users: &HashSet<&str>,
 ) -> Result<(Vec<i64>, Loaded), StoreError> {
     if users.is_empty() {
         return Ok((take_ids(tx, plan.id_count()).await?, Loaded::new()));
@@ -175,7 +175,7 @@ async fn find_open_groups_and_ids(
     )
     // Planned to probe the index for each key (see `BEGIN_GROUPED`), as are the update and
     // the correction below.
-    .bind(users)
+    .bind(users.iter().collect::<Vec<_>>())
     .bind(key_users)
     .bind(key_groups)
     .bind(open_groups::GROUPS_PER_USER as i64 + 1)
@@ -338,13 +338,13 @@ async fn write_run(
         .filter(|(user, last_seq, unread)| expected.get(*user) == Some(&(*last_seq, *unread)))
         .map(|(user, _, _)| user)
         .collect();
-    let mut unknown: Vec<&str> = (plan.group_keys().into_iter())
-        .map(|(user, _)| user)
-        .filter(|user| !held.contains(user))
+    let grouped: HashSet<String> = (plan.group_keys().into_iter())
+        .map(|(user, _)| user.to_string())
         .collect();
-    unknown.dedup(); // sorted by user
-    let unknown: Vec<String> = unknown.into_iter().map(str::to_string).collect();
-    let unknown: Vec<&str> = unknown.iter().map(String::as_str).collect();
+    let unknown: HashSet<&str> = (plan.users.counts())
+        .map(|(user, _)| user)
+        .filter(|user| grouped.contains(*user) && !held.contains(user))
+        .collect();
     plan.forget_open(&unknown);
     let (ids, loaded) = find_open_groups_and_ids(&mut tx, &mut plan, &unknown).await?;
     let mut changes = Vec::new();

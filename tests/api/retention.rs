@@ -154,3 +154,52 @@ async fn expired_idempotency_keys_are_forgotten() {
     let app = restart(app).await;
     wait_for(&app, "SELECT count(*) FROM idempotency_keys", 0).await;
 }
+
+#[tokio::test]
+async fn a_pass_larger_than_a_batch_removes_everything_old_and_keeps_badges_exact() {
+    const USERS: usize = 5;
+    const EACH: usize = 2500;
+    const OLD: usize = 2400; // seqs 1..=2400 of each user: 12,000 rows, three batches
+    assert!(USERS * OLD > 2 * informd::store::PRUNE_BATCH as usize);
+    let app = spawn_app_with(|c| c.retention_days = 30).await;
+    let events: Vec<_> = (0..USERS * EACH)
+        .map(|i| json!({"to": format!("u{}", i % USERS), "kind": "like"}))
+        .collect();
+    for batch in events.chunks(1000) {
+        app.publish_ok(&json!(batch)).await;
+    }
+    app.post_as("u0", "/api/notifications/read", &json!({"up_to": 200}))
+        .await;
+    let old = informd::model::now_millis() - 100 * DAY_MS;
+    execute(
+        &app,
+        &format!("UPDATE notifications SET created_at = {old} WHERE seq <= {OLD}"),
+    )
+    .await;
+
+    let app = restart(app).await;
+    let kept = USERS * (EACH - OLD);
+    wait_for(&app, "SELECT count(*) FROM notifications", kept as i64).await;
+    let wrong_badges = "SELECT count(*) FROM user_state AS s WHERE s.unread <> ( \
+                        SELECT count(*) FROM notifications AS n \
+                        WHERE n.user_id = s.user_id AND n.read = false)";
+    assert_eq!(app.count_rows(wrong_badges).await, 0);
+    for user in ["u0", "u4"] {
+        let badge: serde_json::Value = app
+            .get_as(user, "/api/notifications/unread")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(badge, json!({"unread": EACH - OLD, "seq": EACH}), "{user}");
+    }
+    // A client that had everything up to the last pruned seq misses nothing; one that had
+    // less is told its replay is incomplete.
+    let (mut client, _) = app.connect_user("u0", &format!("&since={OLD}")).await;
+    let seqs: Vec<i64> = ((OLD + 1) as i64..=EACH as i64).collect();
+    assert_eq!(client.notification_seqs(EACH - OLD).await, seqs);
+    assert_eq!(client.next_of_type("resumed").await["complete"], true);
+    let (mut client, _) = app.connect_user("u0", "&since=100").await;
+    assert_eq!(client.notification_seqs(EACH - OLD).await, seqs);
+    assert_eq!(client.next_of_type("resumed").await["complete"], false);
+}

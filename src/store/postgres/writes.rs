@@ -20,7 +20,7 @@ use crate::store::documents;
 use crate::store::plan::{open_row, PublishPlan, Streams};
 use crate::store::{
     Change, IdempotencyRecord, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
-    RetentionPolicy, StoreError,
+    RetentionPolicy, StoreError, PRUNE_BATCH,
 };
 
 /// Times a transaction runs before a deadlock or serialization failure is given up on.
@@ -558,71 +558,108 @@ pub async fn mark_read(
     Ok(unread)
 }
 
-/// Removes what retention allows; lowers the badges of users whose unread notifications go.
-/// Notifications (with their badges), broadcasts and idempotency keys go in three
-/// transactions, so none holds locks of another kind while it waits.
+/// Removes what retention allows, in batches of at most [`PRUNE_BATCH`] rows of each kind
+/// per transaction with a pause as long as each batch between them (DECISIONS 105); lowers
+/// the badges of users whose unread notifications go.
 pub async fn prune(shared: &Shared, policy: RetentionPolicy) -> Result<PruneReport, StoreError> {
+    let mut total = PruneReport::default();
+    loop {
+        let started = Instant::now();
+        let pass = PruneReport {
+            notifications: retrying(|| prune_notifications(shared, policy.notifications_before))
+                .await?,
+            broadcasts: delete_batch(
+                shared,
+                "DELETE FROM broadcasts WHERE id IN ( \
+                     SELECT id FROM broadcasts WHERE created_at < $1 LIMIT $2)",
+                policy.broadcasts_before,
+            )
+            .await?,
+            idempotency_keys: delete_batch(
+                shared,
+                "DELETE FROM idempotency_keys WHERE key IN ( \
+                     SELECT key FROM idempotency_keys WHERE expires_at < $1 LIMIT $2)",
+                policy.idempotency_before,
+            )
+            .await?,
+        };
+        total += pass;
+        if !pass.full() {
+            return Ok(total);
+        }
+        // As long again with the users' rows and the database to publishes alone.
+        tokio::time::sleep(started.elapsed()).await;
+    }
+}
+
+/// Runs `sql`, which deletes at most `$2` rows older than `$1`, and returns how many went.
+async fn delete_batch(shared: &Shared, sql: &str, before: i64) -> Result<u64, StoreError> {
+    let deleted = (sqlx::query(sql).bind(before).bind(PRUNE_BATCH as i64))
+        .execute(&shared.pool)
+        .await?;
+    Ok(deleted.rows_affected())
+}
+
+/// Removes the oldest notifications created before `cutoff`, at most [`PRUNE_BATCH`], in one
+/// transaction that holds only their users' state rows, and returns how many went.
+async fn prune_notifications(shared: &Shared, cutoff: i64) -> Result<u64, StoreError> {
     let started = Instant::now();
-    let pool = &shared.pool;
-    let mut tx = pool.begin().await?;
-    let cutoff = policy.notifications_before;
-    // The state rows first, in user order, as publishes take them.
-    sqlx::query(
-        "SELECT 1 FROM user_state WHERE user_id IN ( \
-             SELECT DISTINCT user_id FROM notifications WHERE created_at < $1) \
-         ORDER BY user_id FOR UPDATE",
+    let mut tx = shared.pool.begin().await?;
+    let picked: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, user_id FROM notifications WHERE created_at < $1 \
+         ORDER BY created_at LIMIT $2",
     )
     .bind(cutoff)
-    .execute(&mut *tx)
+    .bind(PRUNE_BATCH as i64)
+    .fetch_all(&mut *tx)
     .await?;
+    if picked.is_empty() {
+        return Ok(0); // dropping `tx` rolls back
+    }
+    let (ids, mut users): (Vec<i64>, Vec<String>) = picked.into_iter().unzip();
+    users.sort_unstable();
+    users.dedup();
+    // The state rows first, in user order, as publishes take them.
+    sqlx::query("SELECT 1 FROM user_state WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE")
+        .bind(&users)
+        .execute(&mut *tx)
+        .await?;
+    // What another node's retention removed meanwhile is not there to delete or count. A
+    // replay after the highest seq that goes is incomplete (see `SparseWindow`).
     let rows = sqlx::query(
-        "UPDATE user_state SET unread = user_state.unread - gone.n \
-         FROM (SELECT user_id, count(*) AS n FROM notifications \
-               WHERE NOT read AND created_at < $1 GROUP BY user_id) AS gone \
-         WHERE user_state.user_id = gone.user_id \
-         RETURNING user_state.user_id, user_state.unread",
+        "WITH gone AS ( \
+             DELETE FROM notifications WHERE id = ANY($1) AND created_at < $2 \
+             RETURNING user_id, seq, read), \
+         per_user AS ( \
+             SELECT user_id, count(*) FILTER (WHERE NOT read) AS unread, max(seq) AS last \
+             FROM gone GROUP BY user_id), \
+         lowered AS ( \
+             UPDATE user_state SET unread = user_state.unread - p.unread, \
+                    pruned_seq = greatest(user_state.pruned_seq, p.last) \
+             FROM per_user AS p WHERE user_state.user_id = p.user_id \
+             RETURNING user_state.user_id, user_state.unread, p.unread AS lowered) \
+         SELECT NULL::text, NULL::int8, NULL::int8, count(*) FROM gone \
+         UNION ALL \
+         SELECT user_id, unread, lowered, NULL FROM lowered",
     )
+    .bind(&ids)
     .bind(cutoff)
     .fetch_all(&mut *tx)
     .await?;
-    let mut changes = Vec::with_capacity(rows.len());
+    let mut removed = 0;
+    let mut changes = Vec::new();
     for row in rows {
-        changes.push(Change::Unread {
-            user: row.try_get(0)?,
-            unread: row.try_get(1)?,
-        });
+        match row.try_get::<Option<String>, _>(0)? {
+            None => removed = row.try_get::<i64, _>(3)?,
+            Some(user) if row.try_get::<i64, _>(2)? > 0 => changes.push(Change::Unread {
+                user,
+                unread: row.try_get(1)?,
+            }),
+            Some(_) => {}
+        }
     }
-    // A replay after a pruned seq is incomplete (see `SparseWindow`).
-    sqlx::query(
-        "UPDATE user_state SET pruned_seq = gone.last \
-         FROM (SELECT user_id, max(seq) AS last FROM notifications WHERE created_at < $1 \
-               GROUP BY user_id) AS gone \
-         WHERE user_state.user_id = gone.user_id AND gone.last > user_state.pruned_seq",
-    )
-    .bind(cutoff)
-    .execute(&mut *tx)
-    .await?;
-    let notifications = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
-        .bind(cutoff)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
     commit(shared, tx, (started, 1), changes).await?;
-    let broadcasts = sqlx::query("DELETE FROM broadcasts WHERE created_at < $1")
-        .bind(policy.broadcasts_before)
-        .execute(pool)
-        .await?
-        .rows_affected();
-    let idempotency_keys = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < $1")
-        .bind(policy.idempotency_before)
-        .execute(pool)
-        .await?
-        .rows_affected();
-    Ok(PruneReport {
-        notifications,
-        broadcasts,
-        idempotency_keys,
-    })
+    Ok(u64::try_from(removed).unwrap_or(0))
 }
 
 /// Replaces a user's preferences; an empty document removes the row.

@@ -389,7 +389,18 @@ impl Store for SqliteStore {
     }
 
     async fn prune(&self, policy: RetentionPolicy) -> Result<PruneReport, StoreError> {
-        self.submit(Work::Prune(policy), Reply::Prune).await
+        // One batch per writer job: the publishes queued meanwhile go in between, and for
+        // as long as a batch took, the writer is theirs alone.
+        let mut total = PruneReport::default();
+        loop {
+            let started = std::time::Instant::now();
+            let batch = self.submit(Work::Prune(policy), Reply::Prune).await?;
+            total += batch;
+            if !batch.full() {
+                return Ok(total);
+            }
+            tokio::time::sleep(started.elapsed()).await;
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -6,7 +6,7 @@
 //! a group is then a handful of statements however many publishes it holds. Which id, seq and
 //! badge each event gets is planned by [`crate::store::plan`], shared with PostgreSQL.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -19,7 +19,7 @@ use crate::store::documents;
 use crate::store::plan::{PublishPlan, Streams};
 use crate::store::{
     Change, IdempotencyRecord, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
-    RetentionPolicy, StoreError,
+    RetentionPolicy, StoreError, PRUNE_BATCH,
 };
 
 fn to_json<T: Serialize>(rows: &T) -> Result<String, StoreError> {
@@ -277,59 +277,87 @@ pub async fn mark_read(
     Ok(unread)
 }
 
-/// Removes what retention allows; lowers the badges of users whose unread notifications go.
+/// Removes one batch of what retention allows (at most [`PRUNE_BATCH`] rows of each kind,
+/// oldest first); lowers the badges of users whose unread notifications go.
 pub async fn prune(
     conn: &mut SqliteConnection,
     policy: RetentionPolicy,
     changes: &mut Vec<Change>,
 ) -> Result<PruneReport, StoreError> {
-    let rows = sqlx::query(
-        "UPDATE user_state SET unread = unread - ( \
-             SELECT count(*) FROM notifications n \
-             WHERE n.user_id = user_state.user_id AND n.read = 0 AND n.created_at < ?1) \
-         WHERE user_id IN ( \
-             SELECT DISTINCT user_id FROM notifications WHERE read = 0 AND created_at < ?1) \
-         RETURNING user_id, unread",
+    let gone = sqlx::query(
+        "DELETE FROM notifications WHERE id IN ( \
+             SELECT id FROM notifications WHERE created_at < ?1 ORDER BY created_at LIMIT ?2) \
+         RETURNING user_id, seq, read",
     )
     .bind(policy.notifications_before)
+    .bind(PRUNE_BATCH as i64)
     .fetch_all(&mut *conn)
     .await?;
-    for row in rows {
-        changes.push(Change::Unread {
-            user: row.try_get(0)?,
-            unread: row.try_get(1)?,
-        });
+    // Per user: unread notifications gone, and the highest seq gone (a replay after it is
+    // incomplete, see `SparseWindow`).
+    let mut per_user: HashMap<String, (i64, i64)> = HashMap::new();
+    for row in &gone {
+        let (unread, last) = per_user.entry(row.try_get(0)?).or_default();
+        *unread += i64::from(!row.try_get::<bool, _>(2)?);
+        *last = (*last).max(row.try_get(1)?);
     }
-    // A replay after a pruned seq is incomplete (see `SparseWindow`).
-    sqlx::query(
-        "UPDATE user_state SET pruned_seq = gone.last \
-         FROM (SELECT user_id, max(seq) AS last FROM notifications WHERE created_at < ?1 \
-               GROUP BY user_id) AS gone \
-         WHERE user_state.user_id = gone.user_id AND gone.last > user_state.pruned_seq",
+    if !per_user.is_empty() {
+        let rows = sqlx::query(
+            "UPDATE user_state SET unread = unread - (g.value ->> 1), \
+                    pruned_seq = max(pruned_seq, g.value ->> 2) \
+             FROM json_each(?1) AS g WHERE user_state.user_id = g.value ->> 0 \
+             RETURNING user_id, unread",
+        )
+        .bind(to_json(
+            &per_user
+                .iter()
+                .map(|(u, (n, s))| (u, n, s))
+                .collect::<Vec<_>>(),
+        )?)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            let user: String = row.try_get(0)?;
+            // (RETURNING may not name the json_each table.)
+            if per_user.get(&user).is_some_and(|(unread, _)| *unread > 0) {
+                changes.push(Change::Unread {
+                    user,
+                    unread: row.try_get(1)?,
+                });
+            }
+        }
+    }
+    let broadcasts = delete_batch(
+        conn,
+        "DELETE FROM broadcasts WHERE id IN ( \
+             SELECT id FROM broadcasts WHERE created_at < ?1 LIMIT ?2)",
+        policy.broadcasts_before,
     )
-    .bind(policy.notifications_before)
-    .execute(&mut *conn)
     .await?;
-    let notifications = sqlx::query("DELETE FROM notifications WHERE created_at < ?1")
-        .bind(policy.notifications_before)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    let broadcasts = sqlx::query("DELETE FROM broadcasts WHERE created_at < ?1")
-        .bind(policy.broadcasts_before)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    let idempotency_keys = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < ?1")
-        .bind(policy.idempotency_before)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    let idempotency_keys = delete_batch(
+        conn,
+        "DELETE FROM idempotency_keys WHERE key IN ( \
+             SELECT key FROM idempotency_keys WHERE expires_at < ?1 LIMIT ?2)",
+        policy.idempotency_before,
+    )
+    .await?;
     Ok(PruneReport {
-        notifications,
+        notifications: gone.len() as u64,
         broadcasts,
         idempotency_keys,
     })
+}
+
+/// Runs `sql`, which deletes at most `?2` rows older than `?1`, and returns how many went.
+async fn delete_batch(
+    conn: &mut SqliteConnection,
+    sql: &str,
+    before: i64,
+) -> Result<u64, StoreError> {
+    let deleted = (sqlx::query(sql).bind(before).bind(PRUNE_BATCH as i64))
+        .execute(&mut *conn)
+        .await?;
+    Ok(deleted.rows_affected())
 }
 
 /// Replaces a user's preferences; an empty document removes the row.

@@ -102,6 +102,12 @@
     setTimeout(function () { box.remove(); }, 8000);
   }
 
+  function freshToken() {
+    return fetch("/demo/token?user=" + encodeURIComponent(boot.user))
+      .then(function (r) { if (!r.ok) throw new Error("token " + r.status); return r.json(); })
+      .then(function (body) { return body.token; });
+  }
+
   var first = true;
   var client = informd.connect({
     url: boot.url,
@@ -109,12 +115,26 @@
     topics: ["article:42"],
     token: function () {
       if (first) { first = false; return boot.token; }
-      return fetch("/demo/token?user=" + encodeURIComponent(boot.user))
-        .then(function (r) { if (!r.ok) throw new Error("token " + r.status); return r.json(); })
-        .then(function (body) { return body.token; });
+      return freshToken();
     },
   });
   window.demoClient = client;
+
+  // The list again from the inbox, newest first, as the page was rendered.
+  function reload() {
+    freshToken()
+      .then(function (token) {
+        return fetch("/api/notifications?limit=20", { headers: { Authorization: "Bearer " + token } });
+      })
+      .then(function (r) { if (!r.ok) throw new Error("inbox " + r.status); return r.json(); })
+      .then(function (page) {
+        list.textContent = "";
+        page.items.forEach(function (n) { list.appendChild(render(n)); });
+        $("empty").hidden = page.items.length > 0;
+        showBadge(page.unread);
+      })
+      .catch(function (e) { console.warn("informd demo: cannot reload the list: " + e); });
+  }
 
   client.on("notification", function (n, unread) {
     // A grouped notification comes again with the same id each time its group grows: it
@@ -127,6 +147,10 @@
     showBadge(unread);
   });
   client.on("unread", showBadge);
+  // More was missed than a replay brings: what the list shows is no longer all there is.
+  client.on("resumed", function (r) {
+    if (r.stream === "user" && !r.complete) reload();
+  });
   client.on("broadcast", function (b) {
     if (b.topic !== "global") return;
     var data = b.data || {};

@@ -9,6 +9,7 @@
  *   client.on("unread", (unread) => {});
  *   client.on("broadcast", (broadcast) => {});
  *   client.on("status", (status, detail) => {});   // "connecting" | "live" | "offline"
+ *   client.on("resumed", ({ stream, replayed, complete }) => {}); // complete false: refetch
  *   client.markRead({ all: true }); client.subscribe("article:43"); client.close();
  *
  * A notification of a `group` comes again, with the same `id`, a new `seq` and a larger
@@ -117,7 +118,7 @@
     this.unread = null;
     this.status = "connecting";
     this.statusDetail = {};
-    this.handlers = { notification: [], unread: [], broadcast: [], status: [] };
+    this.handlers = { notification: [], unread: [], broadcast: [], status: [], resumed: [] };
     this.closed = false;
     this.id = randomId();
     this.role = "solo";
@@ -226,6 +227,15 @@
       }
       case "subscribed":
         if (this.topicSeqs[frame.topic] === undefined) this.topicSeqs[frame.topic] = frame.seq;
+        break;
+      case "resumed":
+        // `complete: false`: more was missed than the server replays, or some of it is gone;
+        // the page should reload what it shows (GET /api/notifications).
+        this.emit("resumed", {
+          stream: frame.stream,
+          replayed: frame.replayed,
+          complete: frame.complete,
+        });
         break;
       default:
         break;

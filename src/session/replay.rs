@@ -94,7 +94,9 @@ impl Session {
         self.user_position
             .replayed(announce.then_some(since), replay.latest);
         self.count_replay(announce, replayed);
-        if announce {
+        // A gap filled live is announced only when it could not be filled whole: the client
+        // then knows to refetch, as after a resume that came back incomplete.
+        if announce || !replay.complete {
             self.write(protocol::resumed("user", replayed, replay.complete))
                 .await?;
         }
@@ -142,7 +144,7 @@ impl Session {
             position.replayed(announce.then_some(since), replay.latest);
         }
         self.count_replay(announce, replayed);
-        if announce {
+        if announce || !replay.complete {
             let stream = format!("topic:{topic}");
             self.write(protocol::resumed(&stream, replayed, replay.complete))
                 .await?;

@@ -336,6 +336,52 @@ async fn a_seq_that_jumps_ahead_is_filled_from_the_database() {
     }
 }
 
+#[tokio::test]
+async fn a_gap_too_long_to_fill_tells_the_client_to_refetch() {
+    // As above, but more was missed than a replay brings (`replay_max` 3): the newest come,
+    // and a `resumed` frame with `complete: false` says the rest did not.
+    let a = spawn_app_with(|c| c.replay_max = 3).await;
+    let b = second_node(&a).await;
+    let (mut client, _) = b.connect_user("9", "").await;
+    for _ in 0..5 {
+        a.notify("9", "like").await;
+    }
+    b.notify("9", "reply").await;
+    assert_eq!(client.notification_seqs(3).await, vec![4, 5, 6]);
+    let resumed = client.next_of_type("resumed").await;
+    assert_eq!(
+        (resumed["stream"].as_str(), resumed["complete"].as_bool()),
+        (Some("user"), Some(false)),
+        "{resumed}"
+    );
+    // A gap that can be filled whole is not announced: the next frame is the next
+    // notification.
+    a.notify("9", "like").await;
+    b.notify("9", "follow").await;
+    let frame = client.next().await;
+    assert_eq!(frame["notification"]["seq"], 7, "{frame}");
+    assert_eq!(client.notification_seqs(1).await, vec![8]);
+
+    // The same for a topic.
+    client
+        .send_json(&json!({"type": "subscribe", "topic": "article:5"}))
+        .await;
+    assert_eq!(client.next_of_type("subscribed").await["seq"], 0);
+    for _ in 0..5 {
+        a.publish_ok(&json!({"topic": "article:5"})).await;
+    }
+    b.publish_ok(&json!({"topic": "article:5"})).await;
+    for seq in 4..=6 {
+        assert_eq!(client.next_of_type("broadcast").await["seq"], seq);
+    }
+    let resumed = client.next_of_type("resumed").await;
+    assert_eq!(
+        (resumed["stream"].as_str(), resumed["complete"].as_bool()),
+        (Some("topic:article:5"), Some(false)),
+        "{resumed}"
+    );
+}
+
 /// What one client ends with: its last badge and the last seq it got, once the socket has
 /// been quiet after `seq` arrived: for a moment once the badge shows `expected`, for a few
 /// seconds while it does not (a correcting frame may be slow on a loaded machine).

@@ -94,7 +94,7 @@ export const TEST_PAGE = `${BASE}/__test__/page.html`;
 const PAGE_HTML = `<!doctype html><meta charset="utf-8"><title>informd test page</title>
 <script src="/static/informd.js"></script>
 <script>
-window.seen = { notifications: [], unread: [], broadcasts: [], statuses: [] };
+window.seen = { notifications: [], unread: [], broadcasts: [], statuses: [], resumed: [] };
 window.startClient = function (options) {
   options = Object.assign({ url: "/inform" }, options);
   if (options.token === "function") options.token = function () { return window.nodeToken(); };
@@ -102,6 +102,7 @@ window.startClient = function (options) {
   client.on("notification", (n, unread) => seen.notifications.push({ id: n.id, seq: n.seq, unread }));
   client.on("unread", (u) => seen.unread.push(u));
   client.on("broadcast", (b) => seen.broadcasts.push({ topic: b.topic, seq: b.seq, data: b.data }));
+  client.on("resumed", (r) => seen.resumed.push(r));
   client.on("status", (s, d) => seen.statuses.push({ status: s, code: d && d.code, reason: d && d.reason, final: !!(d && d.final) }));
   window.client = client;
   return true;

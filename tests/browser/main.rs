@@ -120,6 +120,25 @@ fn three_tabs_share_one_socket() {
     scenario("three_tabs_share_one_socket", Setup::Site);
 }
 
+/// [`scenario`] against an informd that replays at most 3 events per `since`.
+fn scenario_with_short_replays(name: &str, setup: Setup) {
+    let _one = one_browser();
+    let dir = tempfile::TempDir::new().unwrap();
+    let settings = [("INFORMD_REPLAY_MAX", "3".to_string())];
+    let daemon = Daemon::start_with(dir.path(), setup == Setup::Demo, 0, &settings);
+    run_scenario(name, daemon, dir.path(), &[]);
+}
+
+#[test]
+fn an_incomplete_replay_is_reported_to_the_page() {
+    scenario_with_short_replays("incomplete_replay_is_reported", Setup::Site);
+}
+
+#[test]
+fn the_demo_reloads_its_list_after_an_incomplete_replay() {
+    scenario_with_short_replays("demo_reloads_after_an_incomplete_replay", Setup::Demo);
+}
+
 #[test]
 fn tabs_close_one_by_one_leader_first() {
     scenario("tabs_close_one_by_one", Setup::Site);

@@ -7,6 +7,24 @@ import {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The demo page, rendered, with its informd.js held back (so it has not connected) until
+ * `release()` is called.
+ */
+async function demoRenderedButNotConnected(browser) {
+  const ctx = await browser.newContext();
+  let release;
+  const held = new Promise((r) => (release = r));
+  await ctx.route(`${BASE}/static/informd.js*`, async (route) => {
+    await held;
+    await route.continue();
+  });
+  const page = await ctx.newPage();
+  await page.goto(`${BASE}/`, { waitUntil: "commit" });
+  await page.waitForSelector("#badge");
+  return { page, release };
+}
+
 async function leaderOf(tabs) {
   return waitFor("one leader", async () => {
     const roles = await Promise.all(tabs.map(role));
@@ -37,6 +55,21 @@ const scenarios = {
     for (const [i, tab] of tabs.entries()) await waitSeqs(tab, [1, 2], `tab ${i}`);
     for (const tab of tabs) assertEqual((await seen(tab)).unread.at(-1), 2, "badge");
     assertEqual(await sessions(), 1, "sessions after the publishes");
+  },
+
+  /**
+   * More was missed than a replay brings (the daemon runs with `replay_max` 3): the newest
+   * arrive, and the page hears `resumed` with `complete: false`, its cue to refetch.
+   */
+  async incomplete_replay_is_reported(browser) {
+    const ctx = await context(browser);
+    for (let i = 1; i <= 5; i++) await publish(like("lee", i));
+    const tab = await openTab(ctx, { token: token("lee"), since: 0 });
+    await waitLive(tab);
+    await waitSeqs(tab, [3, 4, 5], "the newest three");
+    const user = async () => (await seen(tab)).resumed.filter((r) => r.stream === "user");
+    await waitFor("a resumed event", async () => (await user()).length > 0);
+    assertEqual(await user(), [{ stream: "user", replayed: 3, complete: false }], "resumed");
   },
 
   /** Tabs close one by one, the leader first; events published in each gap arrive once. */
@@ -394,17 +427,8 @@ const scenarios = {
 
   /** The demo page's render-to-connect gap: published between render and connect, once. */
   async demo_render_to_connect_gap(browser) {
-    const ctx = await browser.newContext();
     await publish(like("reader", 1));
-    let release;
-    const held = new Promise((r) => (release = r));
-    await ctx.route(`${BASE}/static/informd.js*`, async (route) => {
-      await held;
-      await route.continue();
-    });
-    const page = await ctx.newPage();
-    await page.goto(`${BASE}/`, { waitUntil: "commit" });
-    await page.waitForSelector("#badge");
+    const { page, release } = await demoRenderedButNotConnected(browser);
     assertEqual(await page.textContent("#badge"), "1", "rendered badge");
     await publish(like("reader", 2));
     await publish(like("reader", 3));
@@ -414,6 +438,23 @@ const scenarios = {
     await sleep(300);
     const ids = await page.$$eval("#notifications .notification", (items) => items.map((i) => i.dataset.seq));
     assertEqual(ids, ["3", "2", "1"], "dropdown, newest first, each once");
+  },
+
+  /**
+   * More was published between render and connect than a replay brings (the daemon runs
+   * with `replay_max` 3): the demo reloads its list from the inbox, so nothing is missing.
+   */
+  async demo_reloads_after_an_incomplete_replay(browser) {
+    await publish(like("reader", 1));
+    const { page, release } = await demoRenderedButNotConnected(browser);
+    for (let i = 2; i <= 6; i++) await publish(like("reader", i));
+    release();
+    await page.waitForSelector("#status.status-live");
+    await page.waitForFunction(() => document.querySelectorAll("#notifications .notification").length === 6);
+    await sleep(300);
+    const seqs = await page.$$eval("#notifications .notification", (items) => items.map((i) => i.dataset.seq));
+    assertEqual(seqs, ["6", "5", "4", "3", "2", "1"], "dropdown, newest first, each once");
+    assertEqual(await page.textContent("#badge"), "6", "badge");
   },
 
   /** The demo's "mute likes on this post": muted likes never reach the bell; unmuting. */

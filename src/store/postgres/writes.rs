@@ -323,6 +323,7 @@ async fn write_run(
         &mut plan.users,
     )
     .await?;
+    // (A topic has no badge: `u` is read and left.)
     advance(
         &mut tx,
         "INSERT INTO topic_state (topic, last_seq) \
@@ -438,8 +439,8 @@ async fn write_run(
     }
     let (users, folded): (Vec<&str>, Vec<i64>) = plan.folded().into_iter().unzip();
     if !users.is_empty() {
-        // The streams moved the badge up by every event; a folded one added no unread. (The
-        // rows are locked by this transaction already.)
+        // The upsert moved each badge by what was expected not to fold; what the lookup found
+        // folded otherwise. (The rows are locked by this transaction already.)
         sqlx::query(
             "UPDATE user_state SET unread = user_state.unread - f.n \
              FROM unnest($1::text[], $2::int8[]) AS f(u, n) WHERE user_state.user_id = f.u",

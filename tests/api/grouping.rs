@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::daemon::{configured, token, Daemon};
-use crate::helpers::{spawn_app, Client, TestApp};
+use crate::helpers::{only_id, spawn_app, Client, TestApp};
 
 const GROUP: &str = "like:article:99";
 
@@ -24,12 +24,6 @@ fn actor_ids(notification: &Value) -> Vec<&str> {
         .as_array()
         .map(|a| a.iter().filter_map(|x| x["id"].as_str()).collect())
         .unwrap_or_default()
-}
-
-/// The one id a publish to one recipient answers.
-fn only_id(answer: &Value) -> i64 {
-    assert_eq!(answer["ids"].as_array().map(Vec::len), Some(1), "{answer}");
-    answer["ids"][0].as_i64().unwrap()
 }
 
 async fn inbox(app: &TestApp, user: &str) -> Value {

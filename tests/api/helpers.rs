@@ -647,3 +647,9 @@ pub async fn raw_exchange(port: u16, parts: &[&[u8]]) -> String {
         .unwrap();
     String::from_utf8_lossy(&answer[..n]).into_owned()
 }
+
+/// The one id a publish to one recipient answers.
+pub fn only_id(answer: &Value) -> i64 {
+    assert_eq!(answer["ids"].as_array().map(Vec::len), Some(1), "{answer}");
+    answer["ids"][0].as_i64().expect("an id")
+}

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::daemon::{configured, informd, publish, Daemon};
-use crate::helpers::{spawn_on, TestApp, TestDatabase, PUBLISH_KEY};
+use crate::helpers::{only_id, spawn_on, TestApp, TestDatabase, PUBLISH_KEY};
 
 /// Publishers in the concurrency test, split over two nodes.
 const PUBLISHERS: usize = 16;
@@ -503,35 +503,23 @@ async fn a_node_frozen_mid_commit_does_not_stall_the_others() {
     }
 }
 
-/// The one id a publish to one recipient answers.
-fn the_id(answer: &Value) -> i64 {
-    answer["ids"][0].as_i64().expect("an id")
-}
-
 /// A node remembers its recipients' open groups, and checks them against each user's state
 /// row before it uses them (DECISIONS 104). Rows changed by hand, behind informd's back,
 /// leave that row as it was: the fold's guard and the unique index of open groups find them,
 /// and the publish still does what it would have done without the memory.
 #[tokio::test]
 async fn open_groups_changed_by_hand_are_found_and_not_trusted() {
-    use sqlx::Connection;
-
-    let database = fresh_postgres().await;
-    let app = spawn_on(database.clone(), |_| {}).await;
+    let app = spawn_on(fresh_postgres().await, |_| {}).await;
     let like = |group: &str, who: &str| json!({"to": "ann", "kind": "like", "group": group, "actor": {"id": who}});
-    let first = the_id(&app.publish_ok(&like("post:1", "bob")).await);
-    assert_eq!(the_id(&app.publish_ok(&like("post:1", "cy")).await), first);
-    let mut by_hand = sqlx::PgConnection::connect(&database.url)
-        .await
-        .expect("connect");
+    let first = only_id(&app.publish_ok(&like("post:1", "bob")).await);
+    assert_eq!(only_id(&app.publish_ok(&like("post:1", "cy")).await), first);
 
     // Read by hand, the badge left alone: folding into it would reopen a read item.
-    sqlx::query("UPDATE notifications SET read = true WHERE id = $1")
-        .bind(first)
-        .execute(&mut by_hand)
-        .await
-        .expect("mark read by hand");
-    let next = the_id(&app.publish_ok(&like("post:1", "dee")).await);
+    app.execute(&format!(
+        "UPDATE notifications SET read = true WHERE id = {first}"
+    ))
+    .await;
+    let next = only_id(&app.publish_ok(&like("post:1", "dee")).await);
     assert_ne!(next, first, "an event folded into a read notification");
     let count = |id: i64| format!("SELECT event_count FROM notifications WHERE id = {id}");
     assert_eq!(app.count_rows(&count(first)).await, 2);
@@ -539,15 +527,14 @@ async fn open_groups_changed_by_hand_are_found_and_not_trusted() {
 
     // An unread item of another group, made by hand: a new row of that group would be a
     // second open one.
-    let made: i64 = sqlx::query_scalar(
+    let made = app.count_rows("SELECT nextval('event_ids')").await;
+    app.execute(&format!(
         "INSERT INTO notifications (id, user_id, seq, kind, created_at, group_key) \
-         VALUES (nextval('event_ids'), 'ann', 1000, 'like', 0, 'post:2') RETURNING id",
-    )
-    .fetch_one(&mut by_hand)
-    .await
-    .expect("insert by hand");
+         VALUES ({made}, 'ann', 1000, 'like', 0, 'post:2')"
+    ))
+    .await;
     let answer = app.publish_ok(&like("post:2", "eve")).await;
-    assert_eq!(the_id(&answer), made, "{answer}");
+    assert_eq!(only_id(&answer), made, "{answer}");
     assert_eq!(app.count_rows(&count(made)).await, 2);
     let open = "SELECT count(*) FROM notifications WHERE user_id = 'ann' AND NOT read";
     assert_eq!(app.count_rows(open).await, 2);

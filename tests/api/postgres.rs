@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::daemon::{configured, informd, publish, Daemon};
-use crate::helpers::{only_id, spawn_on, TestApp, TestDatabase, PUBLISH_KEY};
+use crate::helpers::{only_id, restart, spawn_on, TestApp, TestDatabase, PUBLISH_KEY};
 
 /// Publishers in the concurrency test, split over two nodes.
 const PUBLISHERS: usize = 16;
@@ -538,4 +538,44 @@ async fn open_groups_changed_by_hand_are_found_and_not_trusted() {
     assert_eq!(app.count_rows(&count(made)).await, 2);
     let open = "SELECT count(*) FROM notifications WHERE user_id = 'ann' AND NOT read";
     assert_eq!(app.count_rows(open).await, 2);
+}
+
+/// Grouped runs find open groups and folded rows by probing indexes, and never read
+/// `notifications` whole: the sessions they run on are told to plan that way (DECISIONS 99
+/// and 107). Left to PostgreSQL, plans made while the table is small scan it, and a plan
+/// cached then goes on scanning it once it is large. The same publishes without `group`
+/// scan nothing (they only insert), so both must leave the table's scan count where
+/// starting informd left it.
+#[tokio::test]
+async fn grouped_publishes_never_scan_the_notifications_table() {
+    let mut scans = Vec::new();
+    for grouped in [false, true] {
+        let app = spawn_on(fresh_postgres().await, |_| {}).await;
+        for round in 0..8 {
+            for user in USERS {
+                let mut event =
+                    json!({"to": user, "kind": "like", "actor": {"id": format!("a{round}")}});
+                if grouped {
+                    event["group"] = json!(format!("post:{}", round % 3));
+                }
+                app.publish_ok(&event).await;
+            }
+        }
+        // A session's statistics are written when it ends: stop this node, and read them
+        // once its sessions are gone (through a node started on the same database).
+        let stopped_at = app
+            .count_rows("SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::int8")
+            .await;
+        let app = restart(app).await;
+        let old = format!("backend_start < to_timestamp({stopped_at} / 1e6)");
+        until_informd_sessions(&app, &old, 0).await;
+        let folded = "SELECT count(*) FROM notifications WHERE event_count > 1";
+        assert_eq!(app.count_rows(folded).await > 0, grouped);
+        let scanned = "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'notifications'";
+        scans.push(app.count_rows(scanned).await);
+    }
+    assert_eq!(
+        scans[1], scans[0],
+        "sequential scans of notifications: plain, grouped"
+    );
 }

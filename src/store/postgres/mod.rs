@@ -57,10 +57,32 @@ const THREADS: usize = 2;
 /// open). Its locks on users' state rows would otherwise stall every publish to those users
 /// on every node until the connection died, which can take hours.
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";
+/// How the sessions that run grouped publishes plan their statements: one plan per
+/// connection, made to look rows up through their unique indexes whatever the table's size.
+/// Each grouped statement finds at most one row per key (an open group by
+/// `notifications_open_group`, a folded row by its id, a state row by its user), so a nested
+/// loop of index probes is the right plan at any size. Left to PostgreSQL, a plan cached while
+/// `notifications` was small (a new database) scans the whole table on every later run, and
+/// planning each run anew cost a fifth of the database's time in a grouped run. The settings
+/// only discourage the other paths: a statement with no usable index still runs. They are
+/// given when the session starts, so a run sends nothing for them; only the writer's grouped
+/// runs use such sessions (a pool of their own), and everything else keeps PostgreSQL's
+/// defaults. DECISIONS 99 and 107.
+const GROUPED_PLANNING: [(&str, &str); 4] = [
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_seqscan", "off"),
+    ("enable_hashjoin", "off"),
+    ("enable_mergejoin", "off"),
+];
+/// Connections of the grouped pool: the writer runs one transaction at a time.
+const GROUPED_POOL_SIZE: u32 = 2;
 
 /// What every write needs.
 pub struct Shared {
     pub pool: PgPool,
+    /// The writer's connections for runs with grouped events, whose sessions plan as
+    /// [`GROUPED_PLANNING`] says.
+    pub grouped_pool: PgPool,
     pub sequencer: Arc<Sequencer>,
     pub metrics: Arc<Metrics>,
 }
@@ -111,6 +133,16 @@ fn connect_options(database: &str) -> Result<PgConnectOptions, StoreError> {
         .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(1)))
 }
 
+/// A pool of at most `size` connections, lazily opened.
+fn pool_options(size: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        // A connection is checked when it goes back to the pool; checking it again on the way
+        // out would cost a round trip per operation.
+        .test_before_acquire(false)
+}
+
 /// Runs the embedded migrations on `pool`. sqlx's migrator holds a PostgreSQL advisory lock
 /// (`pg_advisory_lock`, keyed by the database name) while it checks and applies them, so
 /// nodes starting at once apply each migration once, one after the other.
@@ -134,7 +166,7 @@ impl PgStore {
     ) -> Result<PgStore, StoreError> {
         let options = connect_options(database)?;
         let runtime = StoreRuntime::start()?;
-        let pool = runtime
+        let (pool, grouped_pool) = runtime
             .1
             .spawn(async move {
                 // One connection first: a database that cannot be reached or does not exist
@@ -149,20 +181,17 @@ impl PgStore {
                         ))
                     })??;
                 conn.close().await?;
-                let pool = PgPoolOptions::new()
-                    .max_connections(POOL_SIZE)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    // A connection is checked when it goes back to the pool; checking it
-                    // again on the way out would cost a round trip per operation.
-                    .test_before_acquire(false)
-                    .connect_lazy_with(options);
+                let grouped_pool = pool_options(GROUPED_POOL_SIZE)
+                    .connect_lazy_with(options.clone().options(GROUPED_PLANNING));
+                let pool = pool_options(POOL_SIZE).connect_lazy_with(options);
                 run_migrations(&pool).await?;
-                Ok::<_, StoreError>(pool)
+                Ok::<_, StoreError>((pool, grouped_pool))
             })
             .await
             .map_err(|_| StoreError::Closed)??;
         let shared = Arc::new(Shared {
             pool,
+            grouped_pool,
             sequencer: Sequencer::new(listener),
             metrics,
         });

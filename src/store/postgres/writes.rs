@@ -173,7 +173,7 @@ async fn find_open_groups_and_ids(
          SELECT NULL, NULL, nextval('event_ids'), NULL, NULL, NULL, NULL, NULL, NULL \
          FROM generate_series(1, $5)",
     )
-    // Planned to probe the index for each key (see `BEGIN_GROUPED`), as are the update and
+    // Planned to probe the index for each key (see `GROUPED_PLANNING`), as are the update and
     // the correction below.
     .bind(users.iter().collect::<Vec<_>>())
     .bind(key_users)
@@ -223,20 +223,6 @@ async fn take_ids(tx: &mut Transaction<'_, Postgres>, count: i64) -> Result<Vec<
     )
 }
 
-/// How a run with grouped events begins: its statements run on one plan per connection,
-/// made to look rows up through their unique indexes whatever the table's size. Each grouped
-/// statement finds at most one row per key (an open group by `notifications_open_group`, a
-/// folded row by its id, a state row by its user), so a nested loop of index probes is the
-/// right plan at any size. Left to PostgreSQL, a plan cached while `notifications` was small
-/// (a new database) scans the whole table on every later run, and planning each run anew,
-/// which avoided that (DECISIONS 97), cost a fifth of the database's time in a grouped run.
-/// The settings go in one message with `BEGIN` (no round trip) and end with the
-/// transaction. A plain run keeps PostgreSQL's defaults: its statements scan nothing,
-/// whatever the plan. DECISIONS 99.
-const BEGIN_GROUPED: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; \
-                             SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
-                             SET LOCAL enable_mergejoin = off";
-
 /// Whether any event of the run carries a `group` (its lookup may then run).
 fn grouped(requests: &[&PublishRequest]) -> bool {
     requests.iter().any(|r| {
@@ -284,7 +270,7 @@ async fn write_run(
     let now = now_millis();
     let started = Instant::now();
     let mut tx = if grouped(requests) {
-        shared.pool.begin_with(BEGIN_GROUPED).await?
+        shared.grouped_pool.begin().await?
     } else {
         shared.pool.begin().await?
     };

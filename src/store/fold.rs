@@ -75,6 +75,12 @@ pub struct NotificationColumns {
 pub const NOTIFICATION_COLUMNS: &str = "id, seq, kind, actor, subject, data, created_at, read, \
                                         event_count, actors, updated_at, group_key";
 
+/// [`NOTIFICATION_COLUMNS`] on PostgreSQL, where a row an update moved stands at `moved_seq`
+/// (migrations/postgres/0005_moved_seq.sql).
+pub const MOVED_NOTIFICATION_COLUMNS: &str =
+    "id, coalesce(moved_seq, seq), kind, actor, subject, data, created_at, read, \
+     event_count, actors, updated_at, group_key";
+
 impl From<NotificationColumns> for Notification {
     fn from(row: NotificationColumns) -> Notification {
         let actor = raw_json(row.actor);
@@ -106,6 +112,16 @@ mod tests {
 
     fn texts(actors: &[Box<RawValue>]) -> Vec<&str> {
         actors.iter().map(|a| a.get()).collect()
+    }
+
+    #[test]
+    fn both_column_lists_read_the_same_columns_but_the_position() {
+        let position = |list: &str| list.replacen("coalesce(moved_seq, seq)", "seq", 1);
+        let words = |list: &str| list.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            words(&position(MOVED_NOTIFICATION_COLUMNS)),
+            words(NOTIFICATION_COLUMNS)
+        );
     }
 
     #[test]

@@ -95,6 +95,37 @@ async fn old_notifications_are_pruned_and_the_badge_follows() {
     assert_eq!(client.next_of_type("resumed").await["complete"], true);
 }
 
+/// A grouped notification stands where its latest event put it. When retention removes it,
+/// a client that saw only its first event missed it, and its resume says so.
+#[tokio::test]
+async fn a_pruned_group_counts_at_the_position_it_moved_to() {
+    let app = spawn_app_with(|c| c.retention_days = 30).await;
+    let like =
+        |who: &str| json!({"to": "1", "kind": "like", "group": "post:1", "actor": {"id": who}});
+    app.publish_ok(&like("ann")).await; // seq 1
+    app.notify("1", "follow").await; // seq 2
+    app.publish_ok(&like("bob")).await; // the like moves to seq 3
+    let old = informd::model::now_millis() - 100 * DAY_MS;
+    execute(
+        &app,
+        &format!("UPDATE notifications SET created_at = {old} WHERE kind = 'like'"),
+    )
+    .await;
+    let app = restart(app).await;
+    wait_for(&app, "SELECT count(*) FROM notifications", 1).await;
+    let (mut saw_the_follow, _) = app.connect_user("1", "&since=2").await;
+    assert_eq!(
+        saw_the_follow.next_of_type("resumed").await["complete"],
+        false,
+        "the like at seq 3 went unseen"
+    );
+    let (mut saw_everything, _) = app.connect_user("1", "&since=3").await;
+    assert_eq!(
+        saw_everything.next_of_type("resumed").await["complete"],
+        true
+    );
+}
+
 #[tokio::test]
 async fn topic_history_is_bounded_by_count_and_age() {
     let app = spawn_app_with(|c| {

@@ -30,7 +30,7 @@ use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::documents;
-use super::fold::{NotificationColumns, NOTIFICATION_COLUMNS};
+use super::fold::{NotificationColumns, MOVED_NOTIFICATION_COLUMNS as NOTIFICATION_COLUMNS};
 use super::replay::{ReplayWindow, SparseWindow};
 use super::{
     CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay,
@@ -230,6 +230,13 @@ impl PgStore {
     }
 }
 
+/// The rows an update moved (`moved_seq` set, see migrations/postgres/0005_moved_seq.sql):
+/// only unread grouped ones, so a read of them goes through `notifications_open_group`.
+/// Every read by position takes them from here, and the rest by `seq`: a moved row's
+/// `seq` is where it was inserted, not where it stands. A user has few unread groups as a
+/// rule; one with many costs each such read a probe of each (DECISIONS 108).
+pub(crate) const MOVED: &str = "group_key IS NOT NULL AND NOT read AND moved_seq IS NOT NULL";
+
 fn raw_json(text: Option<String>) -> Option<Box<RawValue>> {
     text.and_then(|t| RawValue::from_string(t).ok())
 }
@@ -356,8 +363,14 @@ impl Store for PgStore {
                 Vec::new()
             } else {
                 sqlx::query(&format!(
-                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
-                     WHERE user_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4"
+                    "SELECT * FROM ( \
+                         (SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+                          WHERE user_id = $1 AND seq > $2 AND seq <= $3 AND moved_seq IS NULL \
+                          ORDER BY seq DESC LIMIT $4) \
+                         UNION ALL \
+                         SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+                         WHERE user_id = $1 AND {MOVED} AND moved_seq > $2 AND moved_seq <= $3 \
+                     ) AS n ORDER BY 2 DESC LIMIT $4"
                 ))
                 .bind(&user)
                 .bind(after)
@@ -433,8 +446,14 @@ impl Store for PgStore {
             let pool = &shared.pool;
             let unread_clause = if unread_only { "AND NOT read" } else { "" };
             let rows = sqlx::query(&format!(
-                "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
-                 WHERE user_id = $1 AND seq < $2 {unread_clause} ORDER BY seq DESC LIMIT $3"
+                "SELECT * FROM ( \
+                     (SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+                      WHERE user_id = $1 AND seq < $2 AND moved_seq IS NULL {unread_clause} \
+                      ORDER BY seq DESC LIMIT $3) \
+                     UNION ALL \
+                     SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+                     WHERE user_id = $1 AND {MOVED} AND moved_seq < $2 \
+                 ) AS n ORDER BY 2 DESC LIMIT $3"
             ))
             .bind(user)
             .bind(before.unwrap_or(i64::MAX))

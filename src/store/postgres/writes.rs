@@ -159,13 +159,13 @@ async fn find_open_groups_and_ids(
         .unzip();
     let rows = sqlx::query(
         "SELECT n.user_id, n.group_key, n.id, n.event_count, n.actors, n.actor, n.created_at, \
-                n.seq, true \
+                coalesce(n.moved_seq, n.seq), true \
          FROM unnest($1::text[]) AS k(u) CROSS JOIN LATERAL ( \
              SELECT * FROM notifications WHERE user_id = k.u AND group_key IS NOT NULL \
              AND NOT read LIMIT $4) AS n \
          UNION ALL \
          SELECT n.user_id, n.group_key, n.id, n.event_count, n.actors, n.actor, n.created_at, \
-                n.seq, false \
+                coalesce(n.moved_seq, n.seq), false \
          FROM unnest($2::text[], $3::text[]) AS k(u, g) \
          JOIN notifications AS n ON n.user_id = k.u AND n.group_key = k.g \
          WHERE n.group_key IS NOT NULL AND NOT n.read \
@@ -388,14 +388,16 @@ async fn write_run(
     }
     let updates = &assigned.updates;
     if !updates.is_empty() {
-        // Only a row still where the run found it, unread, is folded into.
+        // Only a row still where the run found it, unread, is folded into. It moves by
+        // `moved_seq`, which no index holds, so the update stays on its page (HOT).
         let folded = sqlx::query(
-            "UPDATE notifications SET seq = r.s, kind = r.k, actor = r.a, subject = r.b, \
+            "UPDATE notifications SET moved_seq = r.s, kind = r.k, actor = r.a, subject = r.b, \
                     data = r.d, event_count = r.c, actors = r.x, updated_at = $9 \
              FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
                          $6::text[], $7::int8[], $8::text[], $10::int8[]) \
                   AS r(i, s, k, a, b, d, c, x, o) \
-             WHERE notifications.id = r.i AND notifications.seq = r.o AND NOT notifications.read",
+             WHERE notifications.id = r.i AND NOT notifications.read \
+               AND coalesce(notifications.moved_seq, notifications.seq) = r.o",
         )
         .bind(updates.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind(updates.iter().map(|r| r.seq).collect::<Vec<_>>())
@@ -509,7 +511,11 @@ pub async fn mark_read(
     let marked = if locked.is_none() {
         0 // no state row: the user never received anything
     } else {
-        let update = "UPDATE notifications SET read = true WHERE user_id = $1 AND NOT read";
+        // A moved row takes its position back into `seq` (no longer moving, it leaves the
+        // reads of moved rows; see `MOVED`).
+        let update = "UPDATE notifications SET read = true, \
+                      seq = coalesce(moved_seq, seq), moved_seq = NULL \
+                      WHERE user_id = $1 AND NOT read";
         match selector {
             ReadSelector::Ids(ids) => {
                 sqlx::query(&format!("{update} AND id = ANY($2::int8[])"))
@@ -519,11 +525,14 @@ pub async fn mark_read(
                     .await?
             }
             ReadSelector::UpTo(seq) => {
-                sqlx::query(&format!("{update} AND seq <= $2"))
-                    .bind(user)
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?
+                // (A row stands at or after its `seq`: the first test narrows by the index.)
+                sqlx::query(&format!(
+                    "{update} AND seq <= $2 AND coalesce(moved_seq, seq) <= $2"
+                ))
+                .bind(user)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?
             }
             ReadSelector::All => sqlx::query(update).bind(user).execute(&mut *tx).await?,
         }
@@ -616,7 +625,7 @@ async fn prune_notifications(shared: &Shared, cutoff: i64) -> Result<u64, StoreE
     let rows = sqlx::query(
         "WITH gone AS ( \
              DELETE FROM notifications WHERE id = ANY($1) AND created_at < $2 \
-             RETURNING user_id, seq, read), \
+             RETURNING user_id, coalesce(moved_seq, seq) AS seq, read), \
          per_user AS ( \
              SELECT user_id, count(*) FILTER (WHERE NOT read) AS unread, max(seq) AS last \
              FROM gone GROUP BY user_id), \

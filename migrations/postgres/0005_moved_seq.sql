@@ -4,7 +4,6 @@
 -- from its page without a vacuum. `seq` keeps the position the row was inserted at until the
 -- row is read, when `moved_seq` is folded into it. So a row stands at
 -- `coalesce(moved_seq, seq)`, and `moved_seq` is set only on unread grouped rows, which
--- `notifications_open_group` lists per user. The pages keep a tenth free for such updates.
--- (Adding a nullable column and setting the fill factor rewrites no row.) DECISIONS 108.
+-- `notifications_open_group` lists per user. (Adding a nullable column rewrites no row.)
+-- DECISIONS 108.
 ALTER TABLE notifications ADD COLUMN moved_seq BIGINT;
-ALTER TABLE notifications SET (fillfactor = 90);

@@ -30,6 +30,7 @@ use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::documents;
+// Every query here reads a moved row at its position (see `MOVED`).
 use super::fold::{NotificationColumns, MOVED_NOTIFICATION_COLUMNS as NOTIFICATION_COLUMNS};
 use super::replay::{ReplayWindow, SparseWindow};
 use super::{
@@ -235,7 +236,7 @@ impl PgStore {
 /// Every read by position takes them from here, and the rest by `seq`: a moved row's
 /// `seq` is where it was inserted, not where it stands. A user has few unread groups as a
 /// rule; one with many costs each such read a probe of each (DECISIONS 108).
-pub(crate) const MOVED: &str = "group_key IS NOT NULL AND NOT read AND moved_seq IS NOT NULL";
+const MOVED: &str = "group_key IS NOT NULL AND NOT read AND moved_seq IS NOT NULL";
 
 fn raw_json(text: Option<String>) -> Option<Box<RawValue>> {
     text.and_then(|t| RawValue::from_string(t).ok())
@@ -370,7 +371,7 @@ impl Store for PgStore {
                          UNION ALL \
                          SELECT {NOTIFICATION_COLUMNS} FROM notifications \
                          WHERE user_id = $1 AND {MOVED} AND moved_seq > $2 AND moved_seq <= $3 \
-                     ) AS n ORDER BY 2 DESC LIMIT $4"
+                     ) AS n ORDER BY 2 DESC LIMIT $4" // (column 2: the position)
                 ))
                 .bind(&user)
                 .bind(after)
@@ -453,7 +454,7 @@ impl Store for PgStore {
                      UNION ALL \
                      SELECT {NOTIFICATION_COLUMNS} FROM notifications \
                      WHERE user_id = $1 AND {MOVED} AND moved_seq < $2 \
-                 ) AS n ORDER BY 2 DESC LIMIT $3"
+                 ) AS n ORDER BY 2 DESC LIMIT $3" // (column 2: the position)
             ))
             .bind(user)
             .bind(before.unwrap_or(i64::MAX))

@@ -545,9 +545,10 @@ async fn open_groups_changed_by_hand_are_found_and_not_trusted() {
 /// and 107). Left to PostgreSQL, plans made while the table is small scan it, and a plan
 /// cached then goes on scanning it once it is large. The same publishes without `group`
 /// scan nothing (they only insert), so both must leave the table's scan count where
-/// starting informd left it.
+/// starting informd left it. And a fold changes no indexed column, so each stays on its
+/// page (HOT, DECISIONS 108): here the rows fit on one page, so every update must be HOT.
 #[tokio::test]
-async fn grouped_publishes_never_scan_the_notifications_table() {
+async fn grouped_publishes_probe_indexes_and_fold_in_place() {
     let mut scans = Vec::new();
     for grouped in [false, true] {
         let app = spawn_on(fresh_postgres().await, |_| {}).await;
@@ -571,8 +572,17 @@ async fn grouped_publishes_never_scan_the_notifications_table() {
         until_informd_sessions(&app, &old, 0).await;
         let folded = "SELECT count(*) FROM notifications WHERE event_count > 1";
         assert_eq!(app.count_rows(folded).await > 0, grouped);
-        let scanned = "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'notifications'";
-        scans.push(app.count_rows(scanned).await);
+        let stat = |column: &str| {
+            format!("SELECT {column} FROM pg_stat_user_tables WHERE relname = 'notifications'")
+        };
+        scans.push(app.count_rows(&stat("seq_scan")).await);
+        let updates = app.count_rows(&stat("n_tup_upd")).await;
+        assert_eq!(updates > 0, grouped, "folds: {updates}");
+        assert_eq!(
+            app.count_rows(&stat("n_tup_hot_upd")).await,
+            updates,
+            "every fold in place"
+        );
     }
     assert_eq!(
         scans[1], scans[0],

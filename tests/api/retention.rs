@@ -9,8 +9,13 @@ use crate::helpers::{restart, spawn_app_with, TestApp, PUBLISH_KEY};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
-async fn execute(app: &TestApp, sql: &str) {
-    app.execute(sql).await;
+/// Makes the rows of `table` that match `condition` `days` old, as time would.
+async fn backdate(app: &TestApp, table: &str, days: i64, condition: &str) {
+    let then = informd::model::now_millis() - days * DAY_MS;
+    app.execute(&format!(
+        "UPDATE {table} SET created_at = {then} WHERE {condition}"
+    ))
+    .await;
 }
 
 /// Polls `sql` until it returns `want` (retention runs in the background at start).
@@ -40,17 +45,8 @@ async fn zero_retention_days_keep_notifications_forever() {
     app.notify("1", "like").await;
     app.publish_ok(&json!({"topic": "global", "data": {}}))
         .await;
-    let ten_years_ago = informd::model::now_millis() - 3650 * DAY_MS;
-    execute(
-        &app,
-        &format!("UPDATE notifications SET created_at = {ten_years_ago}"),
-    )
-    .await;
-    execute(
-        &app,
-        &format!("UPDATE broadcasts SET created_at = {ten_years_ago}"),
-    )
-    .await;
+    backdate(&app, "notifications", 3650, "true").await;
+    backdate(&app, "broadcasts", 3650, "true").await;
     let app = restart(app).await;
     // The old broadcast going shows that the pruning pass ran.
     wait_for(&app, "SELECT count(*) FROM broadcasts", 0).await;
@@ -69,12 +65,7 @@ async fn old_notifications_are_pruned_and_the_badge_follows() {
     app.post_as("1", "/api/notifications/read", &json!({"up_to": 1}))
         .await;
     // seq 1 (read) and 2 (unread) are 100 days old; 3 and 4 are fresh.
-    let old = informd::model::now_millis() - 100 * DAY_MS;
-    execute(
-        &app,
-        &format!("UPDATE notifications SET created_at = {old} WHERE seq <= 2"),
-    )
-    .await;
+    backdate(&app, "notifications", 100, "seq <= 2").await;
     let app = restart(app).await;
     wait_for(&app, "SELECT count(*) FROM notifications", 2).await;
     let badge: serde_json::Value = app
@@ -105,12 +96,7 @@ async fn a_pruned_group_counts_at_the_position_it_moved_to() {
     app.publish_ok(&like("ann")).await; // seq 1
     app.notify("1", "follow").await; // seq 2
     app.publish_ok(&like("bob")).await; // the like moves to seq 3
-    let old = informd::model::now_millis() - 100 * DAY_MS;
-    execute(
-        &app,
-        &format!("UPDATE notifications SET created_at = {old} WHERE kind = 'like'"),
-    )
-    .await;
+    backdate(&app, "notifications", 100, "kind = 'like'").await;
     let app = restart(app).await;
     wait_for(&app, "SELECT count(*) FROM notifications", 1).await;
     let (mut saw_the_follow, _) = app.connect_user("1", "&since=2").await;
@@ -148,12 +134,7 @@ async fn topic_history_is_bounded_by_count_and_age() {
             .await,
         4
     );
-    let old = informd::model::now_millis() - 8 * DAY_MS;
-    execute(
-        &app,
-        &format!("UPDATE broadcasts SET created_at = {old} WHERE topic = 'global'"),
-    )
-    .await;
+    backdate(&app, "broadcasts", 8, "topic = 'global'").await;
     let app = restart(app).await;
     wait_for(
         &app,
@@ -176,12 +157,14 @@ async fn expired_idempotency_keys_are_forgotten() {
             .send()
     };
     assert_eq!(send(&app).await.unwrap().status(), 200);
-    execute(&app, "UPDATE idempotency_keys SET expires_at = 0").await;
+    app.execute("UPDATE idempotency_keys SET expires_at = 0")
+        .await;
     // An expired key publishes again rather than answering the old result.
     let body: serde_json::Value = send(&app).await.unwrap().json().await.unwrap();
     assert!(body.get("duplicate").is_none());
     assert_eq!(app.count_rows("SELECT count(*) FROM broadcasts").await, 2);
-    execute(&app, "UPDATE idempotency_keys SET expires_at = 0").await;
+    app.execute("UPDATE idempotency_keys SET expires_at = 0")
+        .await;
     let app = restart(app).await;
     wait_for(&app, "SELECT count(*) FROM idempotency_keys", 0).await;
 }
@@ -201,12 +184,7 @@ async fn a_pass_larger_than_a_batch_removes_everything_old_and_keeps_badges_exac
     }
     app.post_as("u0", "/api/notifications/read", &json!({"up_to": 200}))
         .await;
-    let old = informd::model::now_millis() - 100 * DAY_MS;
-    execute(
-        &app,
-        &format!("UPDATE notifications SET created_at = {old} WHERE seq <= {OLD}"),
-    )
-    .await;
+    backdate(&app, "notifications", 100, &format!("seq <= {OLD}")).await;
 
     let app = restart(app).await;
     let kept = USERS * (EACH - OLD);

@@ -19,8 +19,8 @@ use crate::preferences::Preferences;
 use crate::store::documents;
 use crate::store::plan::{open_row, PublishPlan, Streams};
 use crate::store::{
-    Change, IdempotencyRecord, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
-    RetentionPolicy, StoreError, PRUNE_BATCH,
+    prune_in_batches, Change, IdempotencyRecord, PruneReport, PublishOutcome, PublishRequest,
+    ReadSelector, RetentionPolicy, StoreError, PRUNE_BATCH,
 };
 
 /// Times a transaction runs before a deadlock or serialization failure is given up on.
@@ -558,10 +558,8 @@ pub async fn mark_read(
 /// per transaction with a pause as long as each batch between them (DECISIONS 105); lowers
 /// the badges of users whose unread notifications go.
 pub async fn prune(shared: &Shared, policy: RetentionPolicy) -> Result<PruneReport, StoreError> {
-    let mut total = PruneReport::default();
-    loop {
-        let started = Instant::now();
-        let pass = PruneReport {
+    prune_in_batches(|| async move {
+        Ok(PruneReport {
             notifications: retrying(|| prune_notifications(shared, policy.notifications_before))
                 .await?,
             broadcasts: delete_batch(
@@ -578,14 +576,9 @@ pub async fn prune(shared: &Shared, policy: RetentionPolicy) -> Result<PruneRepo
                 policy.idempotency_before,
             )
             .await?,
-        };
-        total += pass;
-        if !pass.full() {
-            return Ok(total);
-        }
-        // As long again with the users' rows and the database to publishes alone.
-        tokio::time::sleep(started.elapsed()).await;
-    }
+        })
+    })
+    .await
 }
 
 /// Runs `sql`, which deletes at most `$2` rows older than `$1`, and returns how many went.

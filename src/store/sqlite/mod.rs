@@ -27,8 +27,8 @@ use super::documents;
 use super::fold::{NotificationColumns, NOTIFICATION_COLUMNS};
 use super::replay::{ReplayWindow, SparseWindow};
 use super::{
-    CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay,
-    RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
+    prune_in_batches, CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
+    Replay, RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
 };
 use crate::metrics::Metrics;
 use crate::model::{now_millis, rfc3339_millis, Broadcast, Notification};
@@ -389,18 +389,8 @@ impl Store for SqliteStore {
     }
 
     async fn prune(&self, policy: RetentionPolicy) -> Result<PruneReport, StoreError> {
-        // One batch per writer job: the publishes queued meanwhile go in between, and for
-        // as long as a batch took, the writer is theirs alone.
-        let mut total = PruneReport::default();
-        loop {
-            let started = std::time::Instant::now();
-            let batch = self.submit(Work::Prune(policy), Reply::Prune).await?;
-            total += batch;
-            if !batch.full() {
-                return Ok(total);
-            }
-            tokio::time::sleep(started.elapsed()).await;
-        }
+        // One batch per writer job: the publishes queued meanwhile go in between.
+        prune_in_batches(|| self.submit(Work::Prune(policy), Reply::Prune)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

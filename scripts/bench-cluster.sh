@@ -8,6 +8,9 @@
 #       three nodes, one generator per node (its own process, so its own file limit): the
 #       sessions of node i subscribe to topic article:bench-i, whose events are published
 #       on node i+1
+#   scripts/bench-cluster.sh --spread 3 --phase spread fanout --clients 18000 --events 60 --rate 1
+#       the same, with the three topics' events a third of a second apart rather than at the
+#       same instant (--phase aligned, the default: the worst case, every node's fan-out at once)
 #   BIN=/tmp/informd scripts/bench-cluster.sh …   serve with this informd binary (to compare builds)
 #
 # Needs the machine's PostgreSQL (scripts/deps/postgres.sh) and redis-server.
@@ -15,10 +18,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 spread=0
+phase=aligned
 if [ "${1:-}" = "--spread" ]; then
   spread=$2
   shift 2
 fi
+if [ "${1:-}" = "--phase" ]; then
+  phase=$2
+  shift 2
+fi
+case "$phase" in
+  aligned | spread) ;;
+  *) echo "--phase must be aligned or spread, not '$phase'" >&2; exit 2 ;;
+esac
 
 cargo build --release --quiet -p informd -p informd-bench
 bin=target/release
@@ -67,14 +79,22 @@ if [ "$spread" -eq 0 ]; then
   exit
 fi
 
-echo "=== ${#ports[@]} nodes ${ports[*]} on PostgreSQL $database, Redis :$redis_port; one generator per node"
+echo "=== ${#ports[@]} nodes ${ports[*]} on PostgreSQL $database, Redis :$redis_port; one generator per node, phase $phase"
+# Every generator begins publishing at an instant set here, once all sessions have had time
+# to connect (START_DELAY seconds), so the phase between the topics' events is chosen, not
+# left to when each generator's sessions happened to settle.
+start_at=$(( $(date +%s%3N) + ${START_DELAY:-40} * 1000 ))
 generators=()
 for i in "${!ports[@]}"; do
   next=$(( (i + 1) % ${#ports[@]} ))
+  offset=0
+  [ "$phase" = spread ] && offset=$(( i * 1000 / ${#ports[@]} ))
+  timing=()
+  [ "$1" = fanout ] && timing=(--start-at $(( start_at + offset )))
   "$bin/informd-bench" --url "http://127.0.0.1:${ports[$i]}" \
     --publish-url "http://127.0.0.1:${ports[$next]}" --pid "${pids[$((i + 1))]}" \
     --source-ips "127.0.$((i + 1)).2-127.0.$((i + 1)).9" "$@" --topic "article:bench-$i" \
-    >"$work/generator-$i.json" 2>"$work/generator-$i.log" &
+    "${timing[@]}" >"$work/generator-$i.json" 2>"$work/generator-$i.log" &
   generators+=($!)
 done
 failed=0

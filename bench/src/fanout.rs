@@ -26,6 +26,8 @@ pub struct Shape {
     pub topic: String,
     /// Probe publishes per second while the broadcasts go out; 0: no probe.
     pub probe_rate: f64,
+    /// When to begin publishing (Unix time in ms); `None`: as soon as the sessions settle.
+    pub start_at: Option<u64>,
 }
 
 pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
@@ -34,6 +36,7 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
         events,
         rate,
         probe_rate,
+        start_at,
         ..
     } = shape;
     let topic = shape.topic.as_str();
@@ -50,6 +53,9 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
             " unpaced".into()
         }
     );
+    if let Some(start_at) = start_at {
+        wait_until_unix_ms(start_at).await;
+    }
     let probe = if probe_rate > 0.0 {
         Some(PublishProbe::start(
             common.publish_base(),
@@ -155,6 +161,20 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
         summary.fail("deliveries were lost, doubled or misdelivered");
     }
     Ok(summary)
+}
+
+/// Sleeps until the wall clock reads `unix_ms`; says so when that has already passed, since
+/// the phase the caller asked for is then lost.
+async fn wait_until_unix_ms(unix_ms: u64) {
+    let now_ms = now_micros() / 1000;
+    if now_ms > unix_ms {
+        eprintln!(
+            "--start-at passed {} ms before the sessions settled: publishing at once",
+            now_ms - unix_ms
+        );
+        return;
+    }
+    tokio::time::sleep(Duration::from_millis(unix_ms - now_ms)).await;
 }
 
 /// What the broadcasting thread achieved.

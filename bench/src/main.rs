@@ -115,6 +115,11 @@ enum Scenario {
         /// of their own while the broadcasts go out and are delivered; 0: none.
         #[arg(long, default_value_t = 0.0)]
         probe_rate: f64,
+        /// Begin publishing at this wall-clock instant (Unix time in ms), once the sessions
+        /// are connected, rather than at once: generators in separate processes then publish
+        /// in a phase set by whoever starts them, not by when their sessions happened to settle.
+        #[arg(long)]
+        start_at: Option<u64>,
     },
     /// Notify random connected users E times at R notifications/s (0: unpaced).
     Targeted {
@@ -223,6 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             rate,
             topic,
             probe_rate,
+            start_at,
         } => {
             let shape = fanout::Shape {
                 clients,
@@ -230,6 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 rate,
                 topic,
                 probe_rate,
+                start_at,
             };
             fanout::run(&cli.common, shape).await?
         }

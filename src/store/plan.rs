@@ -167,6 +167,11 @@ impl<'a> Streams<'a> {
         self.order.is_empty()
     }
 
+    /// How many streams the run touches.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
     /// Each stream and the number of events it gets, in order of first appearance.
     pub fn counts(&self) -> impl Iterator<Item = (&'a str, i64)> + '_ {
         self.order.iter().map(|k| (*k, self.streams[k].added))

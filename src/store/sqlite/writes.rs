@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use sqlx::sqlite::SqliteConnection;
+use sqlx::query::Query;
+use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnection};
 use sqlx::Row;
 
 use crate::model::now_millis;
@@ -26,32 +27,6 @@ fn to_json<T: Serialize>(rows: &T) -> Result<String, StoreError> {
     serde_json::to_string(rows).map_err(|e| StoreError::Database(sqlx::Error::Encode(e.into())))
 }
 
-/// Moves each stream forward by the events it gets in this run, all in one statement, and
-/// records where its first new event goes. `sql` reads `[{"k": key, "n": count}, …]` and
-/// returns `(key, last_seq, unread)` for each stream.
-async fn advance(
-    conn: &mut SqliteConnection,
-    sql: &str,
-    streams: &mut Streams<'_>,
-) -> Result<(), StoreError> {
-    if streams.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<Value> = streams
-        .counts()
-        .map(|(k, n)| json!({"k": k, "n": n}))
-        .collect();
-    let upserted = sqlx::query(sql)
-        .bind(Value::Array(rows).to_string())
-        .fetch_all(&mut *conn)
-        .await?;
-    for row in upserted {
-        let key: String = row.try_get(0)?;
-        streams.moved_to(&key, row.try_get(1)?, row.try_get(2)?);
-    }
-    Ok(())
-}
-
 /// Whether `key` is held by a live (unexpired) idempotency record.
 async fn key_taken(conn: &mut SqliteConnection, key: &str, now: i64) -> Result<bool, StoreError> {
     let live: Option<i64> =
@@ -63,8 +38,108 @@ async fn key_taken(conn: &mut SqliteConnection, key: &str, now: i64) -> Result<b
     Ok(live.is_some())
 }
 
+/// Moves the users' streams forward by the events each gets in the run (`[{"k": user, "n":
+/// count}, …]`), and returns `(user, last_seq, unread)` for each: one row per element.
+const ADVANCE_USERS: &str = "INSERT INTO user_state (user_id, last_seq, unread) \
+     SELECT value ->> 'k', value ->> 'n', value ->> 'n' FROM json_each(?) WHERE true \
+     ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq, \
+     unread = unread + excluded.unread \
+     RETURNING user_id, last_seq, unread";
+
+/// The same for topics, whose rows carry no badge.
+const ADVANCE_TOPICS: &str = "INSERT INTO topic_state (topic, last_seq) \
+     SELECT value ->> 'k', value ->> 'n' FROM json_each(?) WHERE true \
+     ON CONFLICT (topic) DO UPDATE SET last_seq = last_seq + excluded.last_seq \
+     RETURNING topic, last_seq, 0";
+
+/// Takes as many ids as it is given (twice) and returns the first: one row.
+const TAKE_IDS: &str =
+    "UPDATE id_counter SET next_id = next_id + ? WHERE singleton = 1 RETURNING next_id - ?";
+
+/// The recipients' unread notifications of the run's groups (`[[user, group], …]`), as
+/// [`crate::store::plan::open_row`] reads them. The one writer holds the database, so nothing
+/// changes them before the run commits.
+const FIND_OPEN_GROUPS: &str =
+    "SELECT n.user_id, n.group_key, n.id, n.event_count, n.actors, n.actor, n.created_at, \
+            n.seq \
+     FROM json_each(?) AS k JOIN notifications AS n \
+       ON n.user_id = k.value ->> 0 AND n.group_key = k.value ->> 1 \
+     WHERE n.group_key IS NOT NULL AND n.read = 0";
+
+/// What the run writes once its ids and seqs are planned: the time where it has a `?` of its
+/// own, then a JSON array of rows.
+const INSERT_NOTIFICATIONS: &str =
+    "INSERT INTO notifications (id, user_id, seq, kind, actor, subject, data, created_at, \
+                                group_key, event_count, actors) \
+     SELECT value ->> 'i', value ->> 'u', value ->> 's', value ->> 'k', \
+            value ->> 'a', value ->> 'b', value ->> 'd', ?, \
+            value ->> 'g', value ->> 'c', value ->> 'x' \
+     FROM json_each(?)";
+const FOLD_NOTIFICATIONS: &str =
+    "UPDATE notifications SET seq = value ->> 's', kind = value ->> 'k', \
+            actor = value ->> 'a', subject = value ->> 'b', data = value ->> 'd', \
+            event_count = value ->> 'c', actors = value ->> 'x', updated_at = ? \
+     FROM json_each(?) WHERE notifications.id = value ->> 'i'";
+/// The streams moved the badge up by every event; a folded one added no unread.
+const CORRECT_FOLDED_BADGES: &str = "UPDATE user_state SET unread = unread - (value ->> 1) \
+     FROM json_each(?) WHERE user_state.user_id = value ->> 0";
+const INSERT_BROADCASTS: &str = "INSERT INTO broadcasts (id, topic, seq, data, created_at) \
+     SELECT value ->> 'i', value ->> 't', value ->> 's', value ->> 'd', ? \
+     FROM json_each(?)";
+/// Keeps each topic's history bounded: `[[topic, up_to], …]`.
+const CUT_HISTORIES: &str = "DELETE FROM broadcasts WHERE id IN ( \
+     SELECT b.id FROM json_each(?) AS c JOIN broadcasts AS b \
+       ON b.topic = c.value ->> 0 AND b.seq <= c.value ->> 1)";
+
+/// Statements run as one query. SQLite's connection thread runs them in turn, so together
+/// they cost one round trip to it, not one each; during a fan-out that keeps the cores busy,
+/// every round trip is two waits for a core. Each statement's `?`s take its own values, in
+/// order: sqlx binds a query's values to its statements' `?`s in turn. (Numbered parameters
+/// such as `?3` would not do: sqlx binds a statement that skips lower numbers wrongly.)
+#[derive(Default)]
+struct Batch {
+    sql: String,
+    params: Vec<Param>,
+}
+
+/// The value of one `?` of a [`Batch`].
+enum Param {
+    Int(i64),
+    Text(String),
+}
+
+impl Batch {
+    /// Adds `sql` with the values of its `?`s.
+    fn add(&mut self, sql: &str, params: impl IntoIterator<Item = Param>) {
+        if !self.sql.is_empty() {
+            self.sql.push_str(";\n");
+        }
+        self.sql.push_str(sql);
+        self.params.extend(params);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sql.is_empty()
+    }
+
+    /// The statements with their values bound, to run.
+    fn bound(&self) -> Query<'_, Sqlite, SqliteArguments<'_>> {
+        let mut query = sqlx::query(&self.sql);
+        for param in &self.params {
+            query = match param {
+                Param::Int(value) => query.bind(*value),
+                Param::Text(value) => query.bind(value.as_str()),
+            };
+        }
+        query
+    }
+}
+
 /// Writes a run of publishes; each gets its outcome, or `IdempotencyConflict` when its key
 /// is already taken (that publish then writes nothing).
+///
+/// Besides the idempotency keys, a run costs two queries of several statements: one that
+/// moves the streams, takes the ids and finds the open groups, and one that writes the rows.
 pub async fn publish_run(
     conn: &mut SqliteConnection,
     requests: &[&PublishRequest],
@@ -87,33 +162,7 @@ pub async fn publish_run(
         writes.push(free);
     }
     let mut plan = PublishPlan::new(requests, writes);
-    advance(
-        conn,
-        "INSERT INTO user_state (user_id, last_seq, unread) \
-         SELECT value ->> 'k', value ->> 'n', value ->> 'n' FROM json_each(?1) WHERE true \
-         ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq, \
-         unread = unread + excluded.unread \
-         RETURNING user_id, last_seq, unread",
-        &mut plan.users,
-    )
-    .await?;
-    advance(
-        conn,
-        "INSERT INTO topic_state (topic, last_seq) \
-         SELECT value ->> 'k', value ->> 'n' FROM json_each(?1) WHERE true \
-         ON CONFLICT (topic) DO UPDATE SET last_seq = last_seq + excluded.last_seq \
-         RETURNING topic, last_seq, 0",
-        &mut plan.topics,
-    )
-    .await?;
-
-    find_open_groups(conn, &mut plan).await?;
-    let first_id: i64 = sqlx::query_scalar(
-        "UPDATE id_counter SET next_id = next_id + ?1 WHERE singleton = 1 RETURNING next_id - ?1",
-    )
-    .bind(plan.id_count())
-    .fetch_one(&mut *conn)
-    .await?;
+    let first_id = advance_and_find(conn, &mut plan).await?;
 
     let assigned = plan.assign(first_id.., now, changes)?;
     for (request, result) in requests.iter().zip(&assigned.results) {
@@ -121,86 +170,79 @@ pub async fn publish_run(
             remember(conn, record, outcome).await?;
         }
     }
+    let mut batch = Batch::default();
     if !assigned.notifications.is_empty() {
-        sqlx::query(
-            "INSERT INTO notifications (id, user_id, seq, kind, actor, subject, data, created_at, \
-                                        group_key, event_count, actors) \
-             SELECT value ->> 'i', value ->> 'u', value ->> 's', value ->> 'k', \
-                    value ->> 'a', value ->> 'b', value ->> 'd', ?2, \
-                    value ->> 'g', value ->> 'c', value ->> 'x' \
-             FROM json_each(?1)",
-        )
-        .bind(to_json(&assigned.notifications)?)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        let rows = to_json(&assigned.notifications)?;
+        batch.add(INSERT_NOTIFICATIONS, [Param::Int(now), Param::Text(rows)]);
     }
     if !assigned.updates.is_empty() {
-        sqlx::query(
-            "UPDATE notifications SET seq = value ->> 's', kind = value ->> 'k', \
-                    actor = value ->> 'a', subject = value ->> 'b', data = value ->> 'd', \
-                    event_count = value ->> 'c', actors = value ->> 'x', updated_at = ?2 \
-             FROM json_each(?1) WHERE notifications.id = value ->> 'i'",
-        )
-        .bind(to_json(&assigned.updates)?)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        let rows = to_json(&assigned.updates)?;
+        batch.add(FOLD_NOTIFICATIONS, [Param::Int(now), Param::Text(rows)]);
     }
     let folded = plan.folded();
     if !folded.is_empty() {
-        // The streams moved the badge up by every event; a folded one added no unread.
-        sqlx::query(
-            "UPDATE user_state SET unread = unread - (value ->> 1) \
-             FROM json_each(?1) WHERE user_state.user_id = value ->> 0",
-        )
-        .bind(to_json(&folded)?)
-        .execute(&mut *conn)
-        .await?;
+        batch.add(CORRECT_FOLDED_BADGES, [Param::Text(to_json(&folded)?)]);
     }
     if !assigned.broadcasts.is_empty() {
-        sqlx::query(
-            "INSERT INTO broadcasts (id, topic, seq, data, created_at) \
-             SELECT value ->> 'i', value ->> 't', value ->> 's', value ->> 'd', ?2 \
-             FROM json_each(?1)",
-        )
-        .bind(to_json(&assigned.broadcasts)?)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        // Keep each topic's history bounded.
-        for (topic, up_to) in plan.history_cuts() {
-            sqlx::query("DELETE FROM broadcasts WHERE topic = ?1 AND seq <= ?2")
-                .bind(topic)
-                .bind(up_to)
-                .execute(&mut *conn)
-                .await?;
+        let rows = to_json(&assigned.broadcasts)?;
+        batch.add(INSERT_BROADCASTS, [Param::Int(now), Param::Text(rows)]);
+        let cuts = plan.history_cuts();
+        if !cuts.is_empty() {
+            batch.add(CUT_HISTORIES, [Param::Text(to_json(&cuts)?)]);
         }
+    }
+    if !batch.is_empty() {
+        batch.bound().execute(&mut *conn).await?;
     }
     Ok(assigned.results)
 }
 
-/// Finds the recipients' unread notifications of the run's groups (the one writer holds the
-/// database, so nothing changes them before the run commits).
-async fn find_open_groups(
+/// Moves every stream of the run forward, takes its ids and finds its open groups, in one
+/// query; returns the first id. Ids are taken before the groups are known, one per event as
+/// if none folded into a notification already there: ids need only be unique, and the ones a
+/// fold leaves unused are a gap, as a rolled-back run leaves.
+async fn advance_and_find(
     conn: &mut SqliteConnection,
     plan: &mut PublishPlan<'_>,
-) -> Result<(), StoreError> {
-    let keys = plan.group_keys();
-    if keys.is_empty() {
-        return Ok(());
+) -> Result<i64, StoreError> {
+    let counts = |streams: &Streams<'_>| -> Param {
+        let rows: Vec<Value> = (streams.counts())
+            .map(|(k, n)| json!({"k": k, "n": n}))
+            .collect();
+        Param::Text(Value::Array(rows).to_string())
+    };
+    let mut batch = Batch::default();
+    if !plan.users.is_empty() {
+        batch.add(ADVANCE_USERS, [counts(&plan.users)]);
     }
-    let rows = sqlx::query(
-        "SELECT n.user_id, n.group_key, n.id, n.event_count, n.actors, n.actor, n.created_at, \
-                n.seq \
-         FROM json_each(?1) AS k JOIN notifications AS n \
-           ON n.user_id = k.value ->> 0 AND n.group_key = k.value ->> 1 \
-         WHERE n.group_key IS NOT NULL AND n.read = 0",
-    )
-    .bind(to_json(&keys)?)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(plan.found_open_rows(&rows)?)
+    if !plan.topics.is_empty() {
+        batch.add(ADVANCE_TOPICS, [counts(&plan.topics)]);
+    }
+    let ids = plan.id_count();
+    batch.add(TAKE_IDS, [Param::Int(ids), Param::Int(ids)]);
+    let keys = plan.group_keys();
+    if !keys.is_empty() {
+        batch.add(FIND_OPEN_GROUPS, [Param::Text(to_json(&keys)?)]);
+    }
+    let rows = batch.bound().fetch_all(&mut *conn).await?;
+    // The statements return their rows in turn: one per user and one per topic (each is
+    // upserted), one for the ids, then the open groups.
+    let (users, topics) = (plan.users.len(), plan.topics.len());
+    let (advanced, rest) = rows.split_at((users + topics).min(rows.len()));
+    let Some((ids, open_groups)) = rest.split_first() else {
+        return Err(StoreError::Database(sqlx::Error::RowNotFound));
+    };
+    for (index, row) in advanced.iter().enumerate() {
+        let key: String = row.try_get(0)?;
+        let streams = if index < users {
+            &mut plan.users
+        } else {
+            &mut plan.topics
+        };
+        streams.moved_to(&key, row.try_get(1)?, row.try_get(2)?);
+    }
+    plan.found_open_rows(open_groups)?;
+    Ok(ids.try_get(0)?)
 }
 
 /// Records a publish's outcome under its idempotency key, replacing an expired record.

@@ -311,3 +311,50 @@ async fn a_bad_idempotency_key_is_refused() {
     );
     assert_eq!(stored(&app).await, (0, 0));
 }
+
+/// Makes the database itself refuse any notification of kind `poison`, as a full disk or a
+/// broken constraint would refuse a write: informd's statements are left as they are.
+async fn poison_kind(app: &TestApp) {
+    if app.database.is_postgres() {
+        app.execute(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'poisoned'; END $$",
+        )
+        .await;
+        app.execute(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON notifications FOR EACH ROW \
+             WHEN (NEW.kind = 'poison') EXECUTE FUNCTION refuse_poison()",
+        )
+        .await;
+    } else {
+        app.execute(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON notifications \
+             WHEN NEW.kind = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_write_the_database_refuses_is_undone_whole_and_the_next_one_commits() {
+    let app = spawn_app().await;
+    poison_kind(&app).await;
+    app.notify("alice", "like").await;
+
+    // Refused after the stream moved and the ids were taken, in the same transaction.
+    let response = app.publish(&json!({"to": "alice", "kind": "poison"})).await;
+    let (status, body) = error_of(response).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("unavailable"))
+    );
+
+    // Nothing of it stayed: the next publish gets the next seq, and the badge counts two.
+    app.notify("alice", "reply").await;
+    let seqs = "SELECT CAST(sum(seq) AS BIGINT) FROM notifications WHERE user_id = 'alice'";
+    assert_eq!(app.count_rows(seqs).await, 1 + 2);
+    let state = "SELECT last_seq * 10 + unread FROM user_state WHERE user_id = 'alice'";
+    assert_eq!(app.count_rows(state).await, 22);
+    let (_, welcome) = app.connect_user("alice", "").await;
+    assert_eq!(welcome["unread"], 2, "{welcome}");
+}

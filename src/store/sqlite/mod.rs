@@ -6,6 +6,7 @@
 //! the listener in order. Reads (replay, inbox pages, badges) use separate read-only
 //! connections and never wait for the writer.
 
+mod batch;
 mod escalation;
 mod writer;
 mod writes;

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sqlx::sqlite::SqliteConnection;
-use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::Batch;
 use super::escalation::{self, EscalationOutput, EscalationWrite};
 use super::writes;
 use crate::metrics::Metrics;
@@ -148,57 +148,97 @@ pub async fn run(
 
 /// Runs the works in one transaction, in queue order, merging consecutive publishes.
 /// Any database error rolls the whole group back.
+///
+/// The transaction is opened and closed here with plain statements, not sqlx's
+/// `Transaction`, so that `BEGIN` travels with the group's first query and `COMMIT` with its
+/// last writes (see [`Batch`]): a group of publishes costs two round trips to SQLite's
+/// thread, where it cost one per statement.
 async fn commit_group(
     conn: &mut SqliteConnection,
     works: &[Work],
     changes: &mut Vec<Change>,
 ) -> Result<Vec<Output>, StoreError> {
-    let mut tx = conn.begin().await?;
+    let mut pending = Batch::default();
+    pending.add("BEGIN", []);
+    let outputs = match run_group(conn, &mut pending, works, changes).await {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            roll_back(conn).await;
+            return Err(e);
+        }
+    };
+    pending.add("COMMIT", []);
+    if let Err(e) = pending.flush(conn).await {
+        // A failed `COMMIT` (the database busy, say) leaves the transaction open.
+        roll_back(conn).await;
+        return Err(e.into());
+    }
+    Ok(outputs)
+}
+
+/// Undoes the group's transaction, if it was opened.
+async fn roll_back(conn: &mut SqliteConnection) {
+    if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+        // Also what SQLite answers when the error came before `BEGIN` was sent.
+        log::debug!("store: rollback: {e}");
+    }
+}
+
+/// The works of [`commit_group`], inside its transaction; what they write last is left in
+/// `pending`, to be sent with the `COMMIT`.
+async fn run_group(
+    conn: &mut SqliteConnection,
+    pending: &mut Batch,
+    works: &[Work],
+    changes: &mut Vec<Change>,
+) -> Result<Vec<Output>, StoreError> {
     let mut outputs = Vec::with_capacity(works.len());
     let mut index = 0;
     while index < works.len() {
+        if let Work::Publish(_) = &works[index] {
+            // This publish and every publish queued right after it: one run.
+            let run: Vec<&PublishRequest> = works[index..]
+                .iter()
+                .map_while(|w| match w {
+                    Work::Publish(request) => Some(request),
+                    _ => None,
+                })
+                .collect();
+            index += run.len();
+            let results = writes::publish_run(conn, pending, &run, changes).await?;
+            outputs.extend(results.into_iter().map(Output::Publish));
+            continue;
+        }
+        // The other works run their statements one by one, after what is pending.
+        pending.flush(conn).await?;
         match &works[index] {
-            Work::Publish(_) => {
-                // This publish and every publish queued right after it: one run.
-                let run: Vec<&PublishRequest> = works[index..]
-                    .iter()
-                    .map_while(|w| match w {
-                        Work::Publish(request) => Some(request),
-                        _ => None,
-                    })
-                    .collect();
-                index += run.len();
-                let results = writes::publish_run(&mut tx, &run, changes).await?;
-                outputs.extend(results.into_iter().map(Output::Publish));
-            }
+            Work::Publish(_) => unreachable!("publishes are taken as runs above"),
             Work::MarkRead(user, selector) => {
-                index += 1;
-                let unread = writes::mark_read(&mut tx, user, selector, changes).await?;
+                let unread = writes::mark_read(conn, user, selector, changes).await?;
                 outputs.push(Output::Unread(unread));
             }
             Work::Prune(policy) => {
-                index += 1;
-                let report = writes::prune(&mut tx, *policy, changes).await?;
+                let report = writes::prune(conn, *policy, changes).await?;
                 outputs.push(Output::Prune(report));
             }
             Work::SetPreferences(user, preferences) => {
-                index += 1;
-                writes::set_preferences(&mut tx, user, preferences).await?;
+                writes::set_preferences(conn, user, preferences).await?;
                 outputs.push(Output::Done);
             }
             Work::Escalation(write) => {
-                index += 1;
                 // A savepoint: its failure is its caller's alone, not the group's.
-                let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
-                let result = escalation::write(&mut savepoint, write).await;
-                match result {
-                    Ok(_) => savepoint.commit().await?,
-                    Err(_) => savepoint.rollback().await?,
+                sqlx::query("SAVEPOINT escalation")
+                    .execute(&mut *conn)
+                    .await?;
+                let result = escalation::write(conn, write).await;
+                if result.is_err() {
+                    pending.add("ROLLBACK TO escalation", []);
                 }
+                pending.add("RELEASE escalation", []);
                 outputs.push(Output::Escalation(result));
             }
         }
+        index += 1;
     }
-    tx.commit().await?;
     Ok(outputs)
 }

@@ -10,32 +10,21 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use sqlx::query::Query;
-use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnection};
+use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
+use super::batch::{Batch, Param};
 use crate::model::now_millis;
 use crate::preferences::Preferences;
 use crate::store::documents;
 use crate::store::plan::{PublishPlan, Streams};
 use crate::store::{
-    Change, IdempotencyRecord, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
-    RetentionPolicy, StoreError, PRUNE_BATCH,
+    Change, PruneReport, PublishOutcome, PublishRequest, ReadSelector, RetentionPolicy, StoreError,
+    PRUNE_BATCH,
 };
 
 fn to_json<T: Serialize>(rows: &T) -> Result<String, StoreError> {
     serde_json::to_string(rows).map_err(|e| StoreError::Database(sqlx::Error::Encode(e.into())))
-}
-
-/// Whether `key` is held by a live (unexpired) idempotency record.
-async fn key_taken(conn: &mut SqliteConnection, key: &str, now: i64) -> Result<bool, StoreError> {
-    let live: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM idempotency_keys WHERE key = ?1 AND expires_at > ?2")
-            .bind(key)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(live.is_some())
 }
 
 /// Moves the users' streams forward by the events each gets in the run (`[{"k": user, "n":
@@ -91,118 +80,114 @@ const CUT_HISTORIES: &str = "DELETE FROM broadcasts WHERE id IN ( \
      SELECT b.id FROM json_each(?) AS c JOIN broadcasts AS b \
        ON b.topic = c.value ->> 0 AND b.seq <= c.value ->> 1)";
 
-/// Statements run as one query. SQLite's connection thread runs them in turn, so together
-/// they cost one round trip to it, not one each; during a fan-out that keeps the cores busy,
-/// every round trip is two waits for a core. Each statement's `?`s take its own values, in
-/// order: sqlx binds a query's values to its statements' `?`s in turn. (Numbered parameters
-/// such as `?3` would not do: sqlx binds a statement that skips lower numbers wrongly.)
-#[derive(Default)]
-struct Batch {
-    sql: String,
-    params: Vec<Param>,
-}
+/// Which of the run's idempotency keys (`[key, …]`) a live record holds.
+const TAKEN_KEYS: &str = "SELECT key FROM idempotency_keys \
+     WHERE key IN (SELECT value FROM json_each(?)) AND expires_at > ?";
 
-/// The value of one `?` of a [`Batch`].
-enum Param {
-    Int(i64),
-    Text(String),
-}
-
-impl Batch {
-    /// Adds `sql` with the values of its `?`s.
-    fn add(&mut self, sql: &str, params: impl IntoIterator<Item = Param>) {
-        if !self.sql.is_empty() {
-            self.sql.push_str(";\n");
-        }
-        self.sql.push_str(sql);
-        self.params.extend(params);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.sql.is_empty()
-    }
-
-    /// The statements with their values bound, to run.
-    fn bound(&self) -> Query<'_, Sqlite, SqliteArguments<'_>> {
-        let mut query = sqlx::query(&self.sql);
-        for param in &self.params {
-            query = match param {
-                Param::Int(value) => query.bind(*value),
-                Param::Text(value) => query.bind(value.as_str()),
-            };
-        }
-        query
-    }
-}
+/// Records a publish's outcome under its idempotency key, replacing an expired record.
+const REMEMBER: &str = "INSERT OR REPLACE INTO idempotency_keys \
+     (key, body_hash, ids, recipients, online_sessions, muted, expires_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?)";
 
 /// Writes a run of publishes; each gets its outcome, or `IdempotencyConflict` when its key
 /// is already taken (that publish then writes nothing).
 ///
-/// Besides the idempotency keys, a run costs two queries of several statements: one that
-/// moves the streams, takes the ids and finds the open groups, and one that writes the rows.
+/// `pending` holds statements to send first (the transaction's `BEGIN`, an earlier run's
+/// writes); the run sends them with its first query, and leaves its own writes there, for
+/// the next query or the group's `COMMIT`. So a run costs one round trip to SQLite's thread
+/// (two when it holds idempotency keys): the query that moves the streams, takes the ids and
+/// finds the open groups.
 pub async fn publish_run(
     conn: &mut SqliteConnection,
+    pending: &mut Batch,
     requests: &[&PublishRequest],
     changes: &mut Vec<Change>,
 ) -> Result<Vec<Result<PublishOutcome, StoreError>>, StoreError> {
     let now = now_millis();
-
     // Which requests write: those whose idempotency key is free (checked here, inside the
     // one writer's transaction, so nothing can take the key in between).
+    let taken = taken_keys(conn, pending, requests, now).await?;
     let mut keys_in_run = HashSet::new();
-    let mut writes = Vec::with_capacity(requests.len());
-    for request in requests {
-        let free = match &request.idempotency {
+    let writes = (requests.iter())
+        .map(|request| match &request.idempotency {
             None => true,
-            Some(record) => {
-                keys_in_run.insert(record.key.as_str())
-                    && !key_taken(conn, &record.key, now).await?
-            }
-        };
-        writes.push(free);
-    }
+            Some(record) => keys_in_run.insert(record.key.as_str()) && !taken.contains(&record.key),
+        })
+        .collect();
     let mut plan = PublishPlan::new(requests, writes);
-    let first_id = advance_and_find(conn, &mut plan).await?;
+    let first_id = advance_and_find(conn, pending, &mut plan).await?;
 
     let assigned = plan.assign(first_id.., now, changes)?;
     for (request, result) in requests.iter().zip(&assigned.results) {
         if let (Some(record), Ok(outcome)) = (&request.idempotency, result) {
-            remember(conn, record, outcome).await?;
+            let ids = to_json(&outcome.ids)?;
+            pending.add(
+                REMEMBER,
+                [
+                    Param::Text(record.key.clone()),
+                    Param::Blob(record.body_hash.clone()),
+                    Param::Text(ids),
+                    Param::Int(outcome.recipients as i64),
+                    Param::Int(outcome.online_sessions as i64),
+                    Param::Int(outcome.muted as i64),
+                    Param::Int(record.expires_at),
+                ],
+            );
         }
     }
-    let mut batch = Batch::default();
     if !assigned.notifications.is_empty() {
         let rows = to_json(&assigned.notifications)?;
-        batch.add(INSERT_NOTIFICATIONS, [Param::Int(now), Param::Text(rows)]);
+        pending.add(INSERT_NOTIFICATIONS, [Param::Int(now), Param::Text(rows)]);
     }
     if !assigned.updates.is_empty() {
         let rows = to_json(&assigned.updates)?;
-        batch.add(FOLD_NOTIFICATIONS, [Param::Int(now), Param::Text(rows)]);
+        pending.add(FOLD_NOTIFICATIONS, [Param::Int(now), Param::Text(rows)]);
     }
     let folded = plan.folded();
     if !folded.is_empty() {
-        batch.add(CORRECT_FOLDED_BADGES, [Param::Text(to_json(&folded)?)]);
+        pending.add(CORRECT_FOLDED_BADGES, [Param::Text(to_json(&folded)?)]);
     }
     if !assigned.broadcasts.is_empty() {
         let rows = to_json(&assigned.broadcasts)?;
-        batch.add(INSERT_BROADCASTS, [Param::Int(now), Param::Text(rows)]);
+        pending.add(INSERT_BROADCASTS, [Param::Int(now), Param::Text(rows)]);
         let cuts = plan.history_cuts();
         if !cuts.is_empty() {
-            batch.add(CUT_HISTORIES, [Param::Text(to_json(&cuts)?)]);
+            pending.add(CUT_HISTORIES, [Param::Text(to_json(&cuts)?)]);
         }
-    }
-    if !batch.is_empty() {
-        batch.bound().execute(&mut *conn).await?;
     }
     Ok(assigned.results)
 }
 
+/// The idempotency keys of `requests` that a live record holds, in one query (none when no
+/// request has a key).
+async fn taken_keys(
+    conn: &mut SqliteConnection,
+    pending: &mut Batch,
+    requests: &[&PublishRequest],
+    now: i64,
+) -> Result<HashSet<String>, StoreError> {
+    let keys: Vec<&str> = (requests.iter())
+        .filter_map(|r| Some(r.idempotency.as_ref()?.key.as_str()))
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    pending.add(TAKEN_KEYS, [Param::Text(to_json(&keys)?), Param::Int(now)]);
+    let rows = pending.fetch_all(conn).await?;
+    Ok(rows
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?)
+}
+
 /// Moves every stream of the run forward, takes its ids and finds its open groups, in one
-/// query; returns the first id. Ids are taken before the groups are known, one per event as
-/// if none folded into a notification already there: ids need only be unique, and the ones a
-/// fold leaves unused are a gap, as a rolled-back run leaves.
+/// query (with whatever `pending` holds before it); returns the first id. Ids are taken before
+/// the groups are known, one per event as if none folded into a notification already there:
+/// ids need only be unique, and the ones a fold leaves unused are a gap, as a rolled-back run
+/// leaves.
 async fn advance_and_find(
     conn: &mut SqliteConnection,
+    pending: &mut Batch,
     plan: &mut PublishPlan<'_>,
 ) -> Result<i64, StoreError> {
     let counts = |streams: &Streams<'_>| -> Param {
@@ -211,22 +196,22 @@ async fn advance_and_find(
             .collect();
         Param::Text(Value::Array(rows).to_string())
     };
-    let mut batch = Batch::default();
     if !plan.users.is_empty() {
-        batch.add(ADVANCE_USERS, [counts(&plan.users)]);
+        pending.add(ADVANCE_USERS, [counts(&plan.users)]);
     }
     if !plan.topics.is_empty() {
-        batch.add(ADVANCE_TOPICS, [counts(&plan.topics)]);
+        pending.add(ADVANCE_TOPICS, [counts(&plan.topics)]);
     }
     let ids = plan.id_count();
-    batch.add(TAKE_IDS, [Param::Int(ids), Param::Int(ids)]);
+    pending.add(TAKE_IDS, [Param::Int(ids), Param::Int(ids)]);
     let keys = plan.group_keys();
     if !keys.is_empty() {
-        batch.add(FIND_OPEN_GROUPS, [Param::Text(to_json(&keys)?)]);
+        pending.add(FIND_OPEN_GROUPS, [Param::Text(to_json(&keys)?)]);
     }
-    let rows = batch.bound().fetch_all(&mut *conn).await?;
-    // The statements return their rows in turn: one per user and one per topic (each is
-    // upserted), one for the ids, then the open groups.
+    // What was pending returns no rows (`BEGIN`, writes without `RETURNING`); these statements
+    // return theirs in turn: one per user and one per topic (each is upserted), one for the
+    // ids, then the open groups.
+    let rows = pending.fetch_all(conn).await?;
     let (users, topics) = (plan.users.len(), plan.topics.len());
     let (advanced, rest) = rows.split_at((users + topics).min(rows.len()));
     let Some((ids, open_groups)) = rest.split_first() else {
@@ -243,30 +228,6 @@ async fn advance_and_find(
     }
     plan.found_open_rows(open_groups)?;
     Ok(ids.try_get(0)?)
-}
-
-/// Records a publish's outcome under its idempotency key, replacing an expired record.
-async fn remember(
-    conn: &mut SqliteConnection,
-    record: &IdempotencyRecord,
-    outcome: &PublishOutcome,
-) -> Result<(), StoreError> {
-    let ids = serde_json::to_string(&outcome.ids).unwrap_or_else(|_| "[]".into());
-    sqlx::query(
-        "INSERT OR REPLACE INTO idempotency_keys \
-         (key, body_hash, ids, recipients, online_sessions, muted, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .bind(&record.key)
-    .bind(&record.body_hash)
-    .bind(ids)
-    .bind(outcome.recipients as i64)
-    .bind(outcome.online_sessions as i64)
-    .bind(outcome.muted as i64)
-    .bind(record.expires_at)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// Marks notifications read and returns the user's new unread count.

@@ -37,6 +37,7 @@ pub mod priority;
 pub mod protocol;
 pub mod publish;
 pub mod retention;
+pub mod schema_guard;
 pub mod server;
 pub mod session;
 pub mod startup;

@@ -22,7 +22,7 @@ use crate::preferences::PreferenceService;
 use crate::protocol::close;
 use crate::publish::Publisher;
 use crate::state::AppState;
-use crate::{retention, server, store};
+use crate::{retention, schema_guard, server, store};
 
 /// A built, bound server that has not started serving yet.
 pub struct Application {
@@ -35,11 +35,28 @@ pub struct Application {
 
 /// Asks a running [`Application`] to shut down, from any thread.
 #[derive(Clone, Default)]
-pub struct Stopper(Arc<Notify>);
+pub struct Stopper {
+    wake: Arc<Notify>,
+    /// Why the node stops on its own, when it must not go on (the first reason given).
+    failure: Arc<std::sync::Mutex<Option<String>>>,
+}
 
 impl Stopper {
     pub fn stop(&self) {
-        self.0.notify_one();
+        self.wake.notify_one();
+    }
+
+    /// Shuts down gracefully, then [`Application::run_until_stopped`] answers an error with
+    /// `reason`, so the process exits non-zero.
+    pub fn fail(&self, reason: String) {
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert(reason);
+        }
+        self.wake.notify_one();
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().ok()?.clone()
     }
 }
 
@@ -106,6 +123,8 @@ impl Application {
         );
         retention::spawn(state.store.clone(), &config);
         escalation::start(&mut state)?;
+        let stopper = Stopper::default();
+        schema_guard::spawn(state.store.clone(), stopper.clone());
 
         let address = listener.local_addr()?;
         let port = address.port();
@@ -138,7 +157,7 @@ impl Application {
             port,
             server,
             state,
-            stopper: Stopper::default(),
+            stopper,
             signals,
         })
     }
@@ -166,7 +185,7 @@ impl Application {
         let serving = actix_web::rt::spawn(server);
         tokio::select! {
             reason = signals.termination() => log::info!("{reason}: shutting down"),
-            _ = stopper.0.notified() => log::info!("stop requested: shutting down"),
+            _ = stopper.wake.notified() => log::info!("stop requested: shutting down"),
         }
         // One deadline for the whole shutdown: nothing below may wait past the grace.
         let deadline =
@@ -201,7 +220,10 @@ impl Application {
             }
             Err(_) => log::warn!("shutdown grace period over; abandoning what is left"),
         }
-        Ok(())
+        match stopper.failure() {
+            Some(reason) => Err(anyhow::anyhow!(reason)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -106,6 +106,10 @@ impl Store for Counted {
         self.count(self.inner.ping().await)
     }
 
+    async fn newer_schema(&self) -> Result<Option<i64>, StoreError> {
+        self.count(self.inner.newer_schema().await)
+    }
+
     async fn all_preferences(&self) -> Result<Vec<(String, Preferences)>, StoreError> {
         self.count(self.inner.all_preferences().await)
     }

@@ -265,6 +265,9 @@ pub trait Store: Send + Sync + 'static {
     async fn prune(&self, policy: RetentionPolicy) -> Result<PruneReport, StoreError>;
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The newest schema migration applied to the database, when this build does not know
+    /// it: a newer informd has migrated the database (see [`crate::schema_guard`]).
+    async fn newer_schema(&self) -> Result<Option<i64>, StoreError>;
     /// Every user's preferences (users without any are left out).
     async fn all_preferences(&self) -> Result<Vec<(String, Preferences)>, StoreError>;
     /// One user's preferences, if they have any.
@@ -317,6 +320,14 @@ pub async fn open(
         Backend::Postgres => Arc::new(PgStore::open(database, listener, metrics.clone()).await?),
     };
     Ok(Arc::new(counted::Counted::new(store, metrics)))
+}
+
+/// The newest migration sqlx has recorded as applied to a database.
+const NEWEST_APPLIED_MIGRATION: &str = "SELECT max(version) FROM _sqlx_migrations";
+
+/// `applied` (the newest migration applied to a database), if `migrator` does not know it.
+fn unknown_migration(migrator: &sqlx::migrate::Migrator, applied: Option<i64>) -> Option<i64> {
+    applied.filter(|version| !migrator.iter().any(|m| m.version == *version))
 }
 
 /// Applies the schema migrations without starting anything else (`informd migrate`).

@@ -331,3 +331,68 @@ async fn configuration_layers_file_then_environment() {
         .unwrap();
     assert!(String::from_utf8_lossy(&zero.stderr).contains("outbound_queue"));
 }
+
+/// Records in the database of `dir`'s daemon a migration no build of informd has, as a newer
+/// version's `informd migrate` would.
+async fn migrate_past_this_build(dir: &Path) {
+    use sqlx::Connection;
+    let database = crate::helpers::database_for_dir(dir);
+    let record = "INSERT INTO _sqlx_migrations \
+                  (version, description, success, checksum, execution_time) \
+                  VALUES (99990101000000, 'from a newer informd', true, ";
+    if crate::helpers::postgres_server().is_some() {
+        let mut conn = sqlx::PgConnection::connect(&database).await.unwrap();
+        let sql = format!("{record} '\\x00'::bytea, 0)");
+        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+    } else {
+        let url = format!("sqlite://{database}");
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let sql = format!("{record} X'00', 0)");
+        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_node_stops_when_a_newer_version_migrates_its_database_and_will_not_start_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(configured(dir.path()));
+    let http = reqwest::Client::new();
+    let body = json!({"to": "7", "kind": "like"});
+    assert_eq!(publish(&http, &daemon, &body).await.status(), 200);
+
+    migrate_past_this_build(dir.path()).await;
+    let limit = informd::schema_guard::CHECK_EVERY * 3;
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut daemon = daemon;
+    while daemon.child.try_wait().unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node did not stop by itself"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (code, log) = daemon.exit_code().await;
+    assert_eq!(code, Some(1), "{log:#?}");
+    let refusal = |l: &String| l.contains("migration 99990101000000") && l.contains("not know");
+    assert!(log.iter().any(refusal), "{log:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("informd stopped")),
+        "graceful: {log:#?}"
+    );
+
+    // Restarted by its supervisor, the same build refuses the database at once.
+    let started = configured(dir.path())
+        .arg("serve")
+        .env("INFORMD_LISTEN", "127.0.0.1:0")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = tokio::task::spawn_blocking(move || started.wait_with_output().unwrap());
+    let output = tokio::time::timeout(limit, output)
+        .await
+        .expect("the restart ends")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("99990101000000"), "{stderr}");
+}

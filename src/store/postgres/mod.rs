@@ -34,8 +34,9 @@ use super::documents;
 use super::fold::{NotificationColumns, MOVED_NOTIFICATION_COLUMNS as NOTIFICATION_COLUMNS};
 use super::replay::{ReplayWindow, SparseWindow};
 use super::{
-    CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector, Replay,
-    RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
+    unknown_migration, CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
+    Replay, RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
+    NEWEST_APPLIED_MIGRATION,
 };
 use crate::metrics::Metrics;
 use crate::model::{now_millis, rfc3339_millis, Broadcast, Notification};
@@ -506,6 +507,16 @@ impl Store for PgStore {
             let pool = &shared.pool;
             sqlx::query("SELECT 1").execute(pool).await?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn newer_schema(&self) -> Result<Option<i64>, StoreError> {
+        self.run(|shared| async move {
+            let applied = sqlx::query_scalar(NEWEST_APPLIED_MIGRATION)
+                .fetch_one(&shared.pool)
+                .await?;
+            Ok(unknown_migration(&MIGRATOR, applied))
         })
         .await
     }

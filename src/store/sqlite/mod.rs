@@ -28,8 +28,9 @@ use super::documents;
 use super::fold::{NotificationColumns, NOTIFICATION_COLUMNS};
 use super::replay::{ReplayWindow, SparseWindow};
 use super::{
-    prune_in_batches, CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
-    Replay, RetentionPolicy, Store, StoreError, StoredIdempotency, UserState,
+    prune_in_batches, unknown_migration, CommitListener, PruneReport, PublishOutcome,
+    PublishRequest, ReadSelector, Replay, RetentionPolicy, Store, StoreError, StoredIdempotency,
+    UserState, NEWEST_APPLIED_MIGRATION,
 };
 use crate::metrics::Metrics;
 use crate::model::{now_millis, rfc3339_millis, Broadcast, Notification};
@@ -115,6 +116,9 @@ fn create_parent_directory(file: &std::path::Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The schema migrations, built into the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
 impl SqliteStore {
     /// Opens (creating and migrating) the database and starts the writer.
     pub async fn open(
@@ -125,9 +129,7 @@ impl SqliteStore {
         let options = connect_options(database)?;
         create_parent_directory(options.get_filename())?;
         let mut writer_conn = SqliteConnection::connect_with(&options).await?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&mut writer_conn)
-            .await?;
+        MIGRATOR.run(&mut writer_conn).await?;
         let checkpointer = SqliteConnection::connect_with(&options).await?;
         tokio::spawn(checkpoint(checkpointer));
         // Every read connection is opened here, now, and kept: each has a thread of its own
@@ -149,7 +151,7 @@ impl SqliteStore {
     /// Creates the database if needed and applies migrations.
     pub async fn migrate_only(database: &str) -> Result<(), StoreError> {
         let mut conn = SqliteConnection::connect_with(&connect_options(database)?).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+        MIGRATOR.run(&mut conn).await?;
         conn.close().await?;
         Ok(())
     }
@@ -397,6 +399,13 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
+    }
+
+    async fn newer_schema(&self) -> Result<Option<i64>, StoreError> {
+        let applied = sqlx::query_scalar(NEWEST_APPLIED_MIGRATION)
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(unknown_migration(&MIGRATOR, applied))
     }
 
     async fn all_preferences(&self) -> Result<Vec<(String, Preferences)>, StoreError> {

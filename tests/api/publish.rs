@@ -267,6 +267,10 @@ async fn an_idempotency_key_publishes_once() {
         .await
         .unwrap();
     assert_eq!(again["duplicate"], true);
+    assert_eq!(
+        (&again["ids"], &again["recipients"]),
+        (&json!([1, 2]), &json!(2))
+    );
     assert_eq!(stored(&app).await, (2, 0));
 }
 

@@ -26,7 +26,6 @@ pub struct Batch {
 pub enum Param {
     Int(i64),
     Text(String),
-    Blob(Vec<u8>),
 }
 
 impl Batch {
@@ -67,7 +66,6 @@ impl Batch {
             query = match param {
                 Param::Int(value) => query.bind(*value),
                 Param::Text(value) => query.bind(value.as_str()),
-                Param::Blob(value) => query.bind(value.as_slice()),
             };
         }
         query

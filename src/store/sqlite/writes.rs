@@ -55,8 +55,8 @@ const FIND_OPEN_GROUPS: &str =
        ON n.user_id = k.value ->> 0 AND n.group_key = k.value ->> 1 \
      WHERE n.group_key IS NOT NULL AND n.read = 0";
 
-/// What the run writes once its ids and seqs are planned: the time where it has a `?` of its
-/// own, then a JSON array of rows.
+/// The run's new notifications, once their ids and seqs are planned (the time, then the rows;
+/// so for the other writes).
 const INSERT_NOTIFICATIONS: &str =
     "INSERT INTO notifications (id, user_id, seq, kind, actor, subject, data, created_at, \
                                 group_key, event_count, actors) \
@@ -64,6 +64,7 @@ const INSERT_NOTIFICATIONS: &str =
             value ->> 'a', value ->> 'b', value ->> 'd', ?, \
             value ->> 'g', value ->> 'c', value ->> 'x' \
      FROM json_each(?)";
+/// The unread notifications that events of the run folded into.
 const FOLD_NOTIFICATIONS: &str =
     "UPDATE notifications SET seq = value ->> 's', kind = value ->> 'k', \
             actor = value ->> 'a', subject = value ->> 'b', data = value ->> 'd', \
@@ -72,6 +73,7 @@ const FOLD_NOTIFICATIONS: &str =
 /// The streams moved the badge up by every event; a folded one added no unread.
 const CORRECT_FOLDED_BADGES: &str = "UPDATE user_state SET unread = unread - (value ->> 1) \
      FROM json_each(?) WHERE user_state.user_id = value ->> 0";
+/// The run's broadcasts.
 const INSERT_BROADCASTS: &str = "INSERT INTO broadcasts (id, topic, seq, data, created_at) \
      SELECT value ->> 'i', value ->> 't', value ->> 's', value ->> 'd', ? \
      FROM json_each(?)";
@@ -84,10 +86,15 @@ const CUT_HISTORIES: &str = "DELETE FROM broadcasts WHERE id IN ( \
 const TAKEN_KEYS: &str = "SELECT key FROM idempotency_keys \
      WHERE key IN (SELECT value FROM json_each(?)) AND expires_at > ?";
 
-/// Records a publish's outcome under its idempotency key, replacing an expired record.
+/// Records each publish's outcome under its idempotency key (`[{"k": key, "h": body hash in
+/// hex, "i": ids, "r": recipients, "o": online sessions, "m": muted, "e": expiry}, …]`),
+/// replacing an expired record. One statement for any number of keys, so the run's SQL stays
+/// one of a few texts, each prepared once.
 const REMEMBER: &str = "INSERT OR REPLACE INTO idempotency_keys \
      (key, body_hash, ids, recipients, online_sessions, muted, expires_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?)";
+     SELECT value ->> 'k', unhex(value ->> 'h'), value ->> 'i', value ->> 'r', value ->> 'o', \
+            value ->> 'm', value ->> 'e' \
+     FROM json_each(?)";
 
 /// Writes a run of publishes; each gets its outcome, or `IdempotencyConflict` when its key
 /// is already taken (that publish then writes nothing).
@@ -118,22 +125,27 @@ pub async fn publish_run(
     let first_id = advance_and_find(conn, pending, &mut plan).await?;
 
     let assigned = plan.assign(first_id.., now, changes)?;
-    for (request, result) in requests.iter().zip(&assigned.results) {
-        if let (Some(record), Ok(outcome)) = (&request.idempotency, result) {
-            let ids = to_json(&outcome.ids)?;
-            pending.add(
-                REMEMBER,
-                [
-                    Param::Text(record.key.clone()),
-                    Param::Blob(record.body_hash.clone()),
-                    Param::Text(ids),
-                    Param::Int(outcome.recipients as i64),
-                    Param::Int(outcome.online_sessions as i64),
-                    Param::Int(outcome.muted as i64),
-                    Param::Int(record.expires_at),
-                ],
-            );
-        }
+    let remembered: Vec<Value> = (requests.iter().zip(&assigned.results))
+        .filter_map(|(request, result)| {
+            Some((request.idempotency.as_ref()?, result.as_ref().ok()?))
+        })
+        .map(|(record, outcome)| {
+            json!({
+                "k": record.key,
+                "h": hex::encode(&record.body_hash),
+                "i": outcome.ids,
+                "r": outcome.recipients,
+                "o": outcome.online_sessions,
+                "m": outcome.muted,
+                "e": record.expires_at,
+            })
+        })
+        .collect();
+    if !remembered.is_empty() {
+        pending.add(
+            REMEMBER,
+            [Param::Text(Value::Array(remembered).to_string())],
+        );
     }
     if !assigned.notifications.is_empty() {
         let rows = to_json(&assigned.notifications)?;

@@ -195,37 +195,41 @@ async fn run_group(
     let mut outputs = Vec::with_capacity(works.len());
     let mut index = 0;
     while index < works.len() {
-        if let Work::Publish(_) = &works[index] {
-            // This publish and every publish queued right after it: one run.
-            let run: Vec<&PublishRequest> = works[index..]
-                .iter()
-                .map_while(|w| match w {
-                    Work::Publish(request) => Some(request),
-                    _ => None,
-                })
-                .collect();
-            index += run.len();
-            let results = writes::publish_run(conn, pending, &run, changes).await?;
-            outputs.extend(results.into_iter().map(Output::Publish));
-            continue;
+        if !matches!(works[index], Work::Publish(_)) {
+            // The other works run their statements one by one, after what is pending.
+            pending.flush(conn).await?;
         }
-        // The other works run their statements one by one, after what is pending.
-        pending.flush(conn).await?;
         match &works[index] {
-            Work::Publish(_) => unreachable!("publishes are taken as runs above"),
+            Work::Publish(_) => {
+                // This publish and every publish queued right after it: one run.
+                let run: Vec<&PublishRequest> = works[index..]
+                    .iter()
+                    .map_while(|w| match w {
+                        Work::Publish(request) => Some(request),
+                        _ => None,
+                    })
+                    .collect();
+                index += run.len();
+                let results = writes::publish_run(conn, pending, &run, changes).await?;
+                outputs.extend(results.into_iter().map(Output::Publish));
+            }
             Work::MarkRead(user, selector) => {
+                index += 1;
                 let unread = writes::mark_read(conn, user, selector, changes).await?;
                 outputs.push(Output::Unread(unread));
             }
             Work::Prune(policy) => {
+                index += 1;
                 let report = writes::prune(conn, *policy, changes).await?;
                 outputs.push(Output::Prune(report));
             }
             Work::SetPreferences(user, preferences) => {
+                index += 1;
                 writes::set_preferences(conn, user, preferences).await?;
                 outputs.push(Output::Done);
             }
             Work::Escalation(write) => {
+                index += 1;
                 // A savepoint: its failure is its caller's alone, not the group's.
                 sqlx::query("SAVEPOINT escalation")
                     .execute(&mut *conn)
@@ -238,7 +242,6 @@ async fn run_group(
                 outputs.push(Output::Escalation(result));
             }
         }
-        index += 1;
     }
     Ok(outputs)
 }

@@ -84,7 +84,13 @@ async fn sessions_deliveries_publishes_and_refusals_are_counted() {
         .await;
     first.next_of_type("broadcast").await;
     second.next_of_type("broadcast").await;
-    let published = scrape(&app).await;
+    // A hub shard counts its deliveries once it has queued them all, which can be just after
+    // the frames reach the clients.
+    let published = scrape_until(&app, |s| {
+        let delivered = |stream| s.value("informd_deliveries_total", &[("stream", stream)]);
+        delivered("user") >= 2.0 && delivered("topic") >= 2.0
+    })
+    .await;
     assert_eq!(
         published.value("informd_publishes_total", &[("result", "ok")]),
         2.0

@@ -89,6 +89,30 @@ pub fn with_file_limit(dir: &Path, files: u32) -> Command {
     command
 }
 
+/// Runs `informd serve` with `command`'s configuration, which must make it refuse to start,
+/// and returns its output. A server that starts anyway is killed after 30 s and the test
+/// fails, rather than waiting for it forever.
+pub fn refused_at_start(mut command: Command) -> std::process::Output {
+    if !command.get_envs().any(|(key, _)| key == "INFORMD_LISTEN") {
+        command.env("INFORMD_LISTEN", "127.0.0.1:0");
+    }
+    let mut child = command
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn informd");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("informd started where it should have refused to");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
 impl Daemon {
     pub fn start(mut command: Command) -> Daemon {
         for (key, default) in [

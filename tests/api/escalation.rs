@@ -15,7 +15,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::daemon::{configured, publish, Daemon};
+use crate::daemon::{configured, publish, refused_at_start, Daemon};
 use crate::helpers::{spawn_app_with, spawn_on, TestApp, TestDatabase};
 
 const SECRET: &str = "escalation-test-secret-0123456789";
@@ -398,7 +398,7 @@ async fn a_webhook_without_a_secret_or_not_over_http_is_refused_at_start() {
         if let Some(secret) = secret {
             command.env("INFORMD_ESCALATION_SECRET", secret);
         }
-        let output = command.arg("serve").output().unwrap();
+        let output = refused_at_start(command);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{webhook}: started");
         assert!(stderr.contains(says), "{webhook} {secret:?}: {stderr}");
@@ -409,7 +409,7 @@ async fn a_webhook_without_a_secret_or_not_over_http_is_refused_at_start() {
     }
     let mut command = configured(dir.path());
     command.env("INFORMD_ESCALATION_AFTER_SECS", "0");
-    let output = command.arg("serve").output().unwrap();
+    let output = refused_at_start(command);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use std::path::Path;
 
-use crate::daemon::{configured, informd, publish, token, Daemon};
+use crate::daemon::{configured, informd, publish, refused_at_start, token, Daemon};
 use crate::helpers::{code, Client, JWT_SECRET, PUBLISH_KEY};
 
 #[tokio::test]
@@ -355,7 +355,7 @@ async fn migrate_past_this_build(dir: &Path) {
 #[tokio::test]
 async fn a_node_stops_when_a_newer_version_migrates_its_database_and_will_not_start_again() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(configured(dir.path()));
+    let mut daemon = Daemon::start(configured(dir.path()));
     let http = reqwest::Client::new();
     let body = json!({"to": "7", "kind": "like"});
     assert_eq!(publish(&http, &daemon, &body).await.status(), 200);
@@ -363,7 +363,6 @@ async fn a_node_stops_when_a_newer_version_migrates_its_database_and_will_not_st
     migrate_past_this_build(dir.path()).await;
     let limit = informd::schema_guard::CHECK_EVERY * 3;
     let deadline = tokio::time::Instant::now() + limit;
-    let mut daemon = daemon;
     while daemon.child.try_wait().unwrap().is_none() {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -381,17 +380,7 @@ async fn a_node_stops_when_a_newer_version_migrates_its_database_and_will_not_st
     );
 
     // Restarted by its supervisor, the same build refuses the database at once.
-    let started = configured(dir.path())
-        .arg("serve")
-        .env("INFORMD_LISTEN", "127.0.0.1:0")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = tokio::task::spawn_blocking(move || started.wait_with_output().unwrap());
-    let output = tokio::time::timeout(limit, output)
-        .await
-        .expect("the restart ends")
-        .unwrap();
+    let output = refused_at_start(configured(dir.path()));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("99990101000000"), "{stderr}");

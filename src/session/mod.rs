@@ -1,6 +1,7 @@
 //! One WebSocket session: a single async task per socket that `select!`s over the hub's queue
-//! for this session, the client's frames ([`crate::ws::WsConnection`]), the heartbeat, the
-//! token's expiry and the hub's kick signal, then closes with a code that says what to do next.
+//! for this session, the client's frames ([`crate::ws::WsConnection`]), the heartbeat and the
+//! token's expiry, stops when the hub kicks it (its queue closes; a write in progress gives
+//! up), then closes with a code that says what to do next.
 //!
 //! Ordering and resume: every stream the session receives (the user's notifications and each
 //! topic) carries a gapless `seq`. Per stream the session keeps a position
@@ -29,7 +30,7 @@ mod streams;
 mod threads;
 
 use std::num::NonZeroU32;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -229,17 +230,25 @@ impl Session {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ticks.reset();
         let mut expiry: Pin<Box<Sleep>> = Box::pin(sleep_until(self.expiry_instant()));
-        let signal = self.signal.clone();
+        // The wait on the hub's queue outlives each turn of the loop: made anew per turn, it
+        // registered its waker again and took it back when dropped, for every frame of a
+        // fan-out. A kick needs no wait of its own here: the hub drops the queue of a session
+        // it kicks, which ends this wait once the queue is empty, and every write checks the
+        // kick first (`guarded`).
+        let mut next_item = pin!(queue.recv_async());
         loop {
             // Unbiased: a busy queue must not starve the client's frames, nor the reverse.
             let result = tokio::select! {
-                code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
-                item = queue.recv_async() => match item {
-                    Ok(item) => self.outbound_burst(item, &queue).await,
+                item = &mut next_item => match item {
+                    Ok(item) => {
+                        let sent = self.outbound_burst(item, &queue).await;
+                        next_item.set(queue.recv_async());
+                        sent
+                    }
                     // The hub drops a session's queue when it kicks it: close with the kick's
                     // code (shutdown: 1001), whichever of the two this loop saw first.
                     Err(_) => {
-                        let code = signal.code().unwrap_or(close::TRY_AGAIN_LATER);
+                        let code = self.signal.code().unwrap_or(close::TRY_AGAIN_LATER);
                         Err(Exit::Close(code, kick_reason(code)))
                     }
                 },
@@ -288,9 +297,13 @@ impl Session {
             stalled,
             ..
         } = self;
+        if let Some(code) = signal.code() {
+            return Err(Exit::Close(code, kick_reason(code)));
+        }
+        // The write is polled first: one the socket takes at once (most of them) returns
+        // before the kick is waited for, so it costs no registration with the signal.
         tokio::select! {
             biased;
-            code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
             sent = tokio::time::timeout(*write_timeout, write(conn)) => match sent {
                 Ok(sent) => sent.map_err(|_| Exit::Gone),
                 Err(_) => {
@@ -298,6 +311,7 @@ impl Session {
                     Err(Exit::Close(close::TRY_AGAIN_LATER, "too slow: the client stopped reading"))
                 }
             },
+            code = signal.kicked() => Err(Exit::Close(code, kick_reason(code))),
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! Besides deliveries/s, it times each broadcast's `POST /publish`, and with `--probe-rate` a
 //! [`PublishProbe`] times durable targeted publishes made while the fan-out loads the server:
-//! a publish should not wait behind the fan-out.
+//! a publish should not wait behind the fan-out. Given the server's `--pid`, it reports the
+//! server's CPU time per delivery, from the first broadcast until the last delivery.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use crate::probe::{now_micros, Probe};
 use crate::publish_probe::{aside, PublishProbe};
 use crate::publisher::Publisher;
 use crate::report::{liveness, Latency, Summary, Tally};
+use crate::server_usage::CpuTime;
 use crate::Common;
 
 /// The load's shape, from the command line.
@@ -65,6 +67,7 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
     } else {
         None
     };
+    let cpu_before = common.pid.and_then(CpuTime::of);
     let start = Instant::now();
     // On a thread of its own, like the probe: among the sessions' readers, the publisher's
     // requests would wait for the generator's own busy runtime.
@@ -85,6 +88,9 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
         .await_deliveries(expected, Duration::from_secs(common.drain_timeout))
         .await;
     let elapsed = start.elapsed();
+    let server_cpu = (common.pid.and_then(CpuTime::of))
+        .zip(cpu_before)
+        .map(|(after, before)| after.since(before));
     let probed = probe.map(PublishProbe::finish);
     let rate_seen = delivered as f64 / elapsed.as_secs_f64();
     eprintln!(
@@ -92,6 +98,16 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
         elapsed.as_secs_f64(),
         publishing.as_secs_f64()
     );
+    let per_delivery_us = |time: Duration| time.as_secs_f64() * 1e6 / delivered.max(1) as f64;
+    if let Some(cpu) = server_cpu {
+        eprintln!(
+            "server CPU: {:.2} s user, {:.2} s system; {:.2} µs per delivery ({:.2} µs user)",
+            cpu.user.as_secs_f64(),
+            cpu.system.as_secs_f64(),
+            per_delivery_us(cpu.user + cpu.system),
+            per_delivery_us(cpu.user)
+        );
+    }
     let failed = fleet.failed;
     let results = fleet.finish().await;
     let nothing: Vec<u32> = Vec::new();
@@ -144,6 +160,17 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
                 "publishes": probed.latencies_us.len(),
                 "errors": probed.errors,
                 "publish_ms": answered.to_json(),
+            }),
+        );
+    }
+    if let Some(cpu) = server_cpu {
+        summary.set(
+            "server_cpu",
+            json!({
+                "user_seconds": cpu.user.as_secs_f64(),
+                "system_seconds": cpu.system.as_secs_f64(),
+                "us_per_delivery": per_delivery_us(cpu.user + cpu.system),
+                "user_us_per_delivery": per_delivery_us(cpu.user),
             }),
         );
     }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::clients::Fleet;
-use crate::publisher::rss_bytes;
 use crate::report::{liveness, Summary};
+use crate::server_usage::rss_bytes;
 use crate::Common;
 
 pub async fn run(common: &Common, clients: usize, hold: u64) -> anyhow::Result<Summary> {

@@ -17,6 +17,7 @@ mod probe;
 mod publish_probe;
 mod publisher;
 mod report;
+mod server_usage;
 mod soak;
 mod targeted;
 
@@ -65,7 +66,7 @@ pub struct Common {
     /// Spread client sockets over these loopback addresses, e.g. `127.0.0.2-127.0.0.40`.
     #[arg(long, global = true, value_parser = parse_ip_range)]
     pub source_ips: Option<IpRange>,
-    /// PID of the server, to read its memory from /proc.
+    /// PID of the server, to read its memory (`idle`) and CPU time (`fanout`) from /proc.
     #[arg(long, global = true)]
     pub pid: Option<u32>,
     /// Handshakes in flight at once while connecting.

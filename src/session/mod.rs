@@ -245,8 +245,8 @@ impl Session {
                         next_item.set(queue.recv_async());
                         sent
                     }
-                    // The hub drops a session's queue when it kicks it: close with the kick's
-                    // code (shutdown: 1001), whichever of the two this loop saw first.
+                    // The hub drops a session's queue when it kicks it, once the code is set:
+                    // close with the kick's code (shutdown: 1001).
                     Err(_) => {
                         let code = self.signal.code().unwrap_or(close::TRY_AGAIN_LATER);
                         Err(Exit::Close(code, kick_reason(code)))

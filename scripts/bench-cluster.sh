@@ -12,6 +12,7 @@
 #       the same, with the three topics' events a third of a second apart rather than at the
 #       same instant (--phase aligned, the default: the worst case, every node's fan-out at once)
 #   BIN=/tmp/informd scripts/bench-cluster.sh …   serve with this informd binary (to compare builds)
+#   BENCH=/tmp/informd-bench scripts/bench-cluster.sh …   generate load with this informd-bench
 #
 # Needs the machine's PostgreSQL (scripts/deps/postgres.sh) and redis-server.
 set -euo pipefail
@@ -74,7 +75,7 @@ done
 
 if [ "$spread" -eq 0 ]; then
   echo "=== nodes ${ports[*]} on PostgreSQL $database, Redis :$redis_port; clients on ${ports[1]}, publishes to ${ports[0]}"
-  "$bin/informd-bench" --url "http://127.0.0.1:${ports[1]}" \
+  "${BENCH:-$bin/informd-bench}" --url "http://127.0.0.1:${ports[1]}" \
     --publish-url "http://127.0.0.1:${ports[0]}" --pid "${pids[2]}" "$@"
   exit
 fi
@@ -91,7 +92,7 @@ for i in "${!ports[@]}"; do
   [ "$phase" = spread ] && offset=$(( i * 1000 / ${#ports[@]} ))
   timing=()
   [ "$1" = fanout ] && timing=(--start-at $(( start_at + offset )))
-  "$bin/informd-bench" --url "http://127.0.0.1:${ports[$i]}" \
+  "${BENCH:-$bin/informd-bench}" --url "http://127.0.0.1:${ports[$i]}" \
     --publish-url "http://127.0.0.1:${ports[$next]}" --pid "${pids[$((i + 1))]}" \
     --source-ips "127.0.$((i + 1)).2-127.0.$((i + 1)).9" "$@" --topic "article:bench-$i" \
     "${timing[@]}" >"$work/generator-$i.json" 2>"$work/generator-$i.log" &

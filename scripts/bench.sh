@@ -11,6 +11,7 @@
 #                                    one run of your own, on 500 sessions' sources
 #   PROFILE=debug scripts/bench.sh   use debug builds (CI reuses the test build)
 #   BIN=/tmp/informd scripts/bench.sh   serve with this informd binary (to compare builds)
+#   BENCH=/tmp/informd-bench scripts/bench.sh   generate load with this informd-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -99,7 +100,7 @@ for run in "${runs[@]}"; do
   start_server
   echo "=== $name: informd-bench $args"
   # shellcheck disable=SC2086
-  if "$bin/informd-bench" --url "http://127.0.0.1:$port" --secret "$secret" --key "$key" \
+  if "${BENCH:-$bin/informd-bench}" --url "http://127.0.0.1:$port" --secret "$secret" --key "$key" \
       --pid "$server_pid" $sources $args > "$work/$name.json"; then
     :
   else

@@ -149,8 +149,14 @@ async fn read_until_stopped(
         connected: true,
         ..ClientResult::default()
     };
+    // One wait on the stop signal for the whole read loop: a new one at every frame would
+    // register with the signal and leave it again each time, work a browser does not do and
+    // that the generator, which shares the box with the server, should not spend.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
+            biased;
             message = ws.next() => match message {
                 Some(Ok(Message::Text(text))) => {
                     if result.record(&text) {
@@ -164,7 +170,7 @@ async fn read_until_stopped(
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return result,
             },
-            _ = stop.changed() => break,
+            _ = &mut stopped => break,
         }
     }
     // Liveness: the session answers a ping.

@@ -68,6 +68,7 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
         None
     };
     let cpu_before = common.pid.and_then(CpuTime::of);
+    let own_cpu_before = CpuTime::of(std::process::id());
     let start = Instant::now();
     // On a thread of its own, like the probe: among the sessions' readers, the publisher's
     // requests would wait for the generator's own busy runtime.
@@ -91,6 +92,9 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
     let server_cpu = (common.pid.and_then(CpuTime::of))
         .zip(cpu_before)
         .map(|(after, before)| after.since(before));
+    let own_cpu = (CpuTime::of(std::process::id()))
+        .zip(own_cpu_before)
+        .map(|(after, before)| after.since(before));
     let probed = probe.map(PublishProbe::finish);
     let rate_seen = delivered as f64 / elapsed.as_secs_f64();
     eprintln!(
@@ -99,14 +103,16 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
         publishing.as_secs_f64()
     );
     let per_delivery_us = |time: Duration| time.as_secs_f64() * 1e6 / delivered.max(1) as f64;
-    if let Some(cpu) = server_cpu {
-        eprintln!(
-            "server CPU: {:.2} s user, {:.2} s system; {:.2} µs per delivery ({:.2} µs user)",
-            cpu.user.as_secs_f64(),
-            cpu.system.as_secs_f64(),
-            per_delivery_us(cpu.user + cpu.system),
-            per_delivery_us(cpu.user)
-        );
+    for (whose, cpu) in [("server", server_cpu), ("generator", own_cpu)] {
+        if let Some(cpu) = cpu {
+            eprintln!(
+                "{whose} CPU: {:.2} s user, {:.2} s system; {:.2} µs per delivery ({:.2} µs user)",
+                cpu.user.as_secs_f64(),
+                cpu.system.as_secs_f64(),
+                per_delivery_us(cpu.user + cpu.system),
+                per_delivery_us(cpu.user)
+            );
+        }
     }
     let failed = fleet.failed;
     let results = fleet.finish().await;
@@ -163,16 +169,18 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
             }),
         );
     }
-    if let Some(cpu) = server_cpu {
-        summary.set(
-            "server_cpu",
-            json!({
-                "user_seconds": cpu.user.as_secs_f64(),
-                "system_seconds": cpu.system.as_secs_f64(),
-                "us_per_delivery": per_delivery_us(cpu.user + cpu.system),
-                "user_us_per_delivery": per_delivery_us(cpu.user),
-            }),
-        );
+    for (key, cpu) in [("server_cpu", server_cpu), ("generator_cpu", own_cpu)] {
+        if let Some(cpu) = cpu {
+            summary.set(
+                key,
+                json!({
+                    "user_seconds": cpu.user.as_secs_f64(),
+                    "system_seconds": cpu.system.as_secs_f64(),
+                    "us_per_delivery": per_delivery_us(cpu.user + cpu.system),
+                    "user_us_per_delivery": per_delivery_us(cpu.user),
+                }),
+            );
+        }
     }
     summary.set("liveness", liveness(&results));
     if failed > 0 {

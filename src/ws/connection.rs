@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix_codec::{Decoder, Encoder};
 use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message, ProtocolError};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use bytestring::ByteString;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -145,9 +145,13 @@ impl WsConnection {
     /// Writes out whatever is buffered. Cancel-safe: bytes leave the buffer only once written.
     pub async fn flush(&mut self) -> io::Result<()> {
         while !self.write_buf.is_empty() {
-            if self.io.write_buf(&mut self.write_buf).await? == 0 {
+            // `write` is `send(2)`; `write_buf` would be `writev(2)` with one slice, which
+            // takes the longer road through the VFS layer for every frame of a fan-out.
+            let written = self.io.write(&self.write_buf).await?;
+            if written == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
+            self.write_buf.advance(written);
         }
         release_if_large(&mut self.write_buf);
         Ok(())

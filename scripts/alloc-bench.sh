@@ -34,6 +34,7 @@ trap 'stop_server; rm -rf "$work"' EXIT
 
 start_server() {
   rm -f "$work"/bench.db*
+  : > "$work/server.log" # before the job starts: see scripts/bench.sh
   INFORMD_LISTEN=127.0.0.1:0 INFORMD_DATABASE="$work/bench.db" \
   INFORMD_JWT_SECRET="$secret" INFORMD_PUBLISH_KEYS="$key" RUST_LOG=warn,informd::startup=info \
     env ${SERVER_ENV:-} "$bin" serve 2> "$work/server.log" &

@@ -15,6 +15,7 @@ for round in $(seq 1 "$rounds"); do
     else
       rm -f "$work"/bench.db*; db="$work/bench.db"
     fi
+    : > "$work/server.log" # before the job starts: see scripts/bench.sh
     INFORMD_LISTEN=127.0.0.1:0 INFORMD_DATABASE="$db" INFORMD_JWT_SECRET="$secret" INFORMD_PUBLISH_KEYS="$key" \
       RUST_LOG=warn,informd::startup=info "$bin/informd" serve 2> "$work/server.log" &
     pid=$!

@@ -52,6 +52,9 @@ trap 'stop_server; rm -rf "$work"' EXIT
 
 start_server() {
   rm -f "$work"/bench.db*
+  # Emptied here, not by the redirection below: that one runs in the started job, maybe
+  # after the first look for the port, which would then find the last server's port.
+  : > "$work/server.log"
   INFORMD_LISTEN=127.0.0.1:0 INFORMD_DATABASE="$work/bench.db" \
   INFORMD_JWT_SECRET="$secret" INFORMD_PUBLISH_KEYS="$key" \
   RUST_LOG="${SERVER_LOG:-warn,informd::startup=info}" \
@@ -106,6 +109,9 @@ for run in "${runs[@]}"; do
   else
     failed=1
     echo "=== $name FAILED" >&2
+    kill -0 "$server_pid" 2>/dev/null || echo "=== the server (pid $server_pid) is no longer running" >&2
+    echo "=== the server's log, last lines:" >&2
+    tail -n 20 "$work/server.log" >&2
   fi
   tail -n 1 "$work/$name.json" | tee -a "$results"
   stop_server

@@ -151,7 +151,8 @@ async fn read_until_stopped(
     };
     // One wait on the stop signal for the whole read loop: a new one at every frame would
     // register with the signal and leave it again each time, work a browser does not do and
-    // that the generator, which shares the box with the server, should not spend.
+    // that the generator, which shares the box with the server, should not spend. Frames are
+    // polled first (`biased`): the signal comes once, and needs no random draw per frame.
     let stopped = stop.changed();
     tokio::pin!(stopped);
     loop {

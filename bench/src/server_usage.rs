@@ -1,6 +1,8 @@
-//! What the server process uses, read from /proc (Linux) given its `--pid`: memory for `idle`,
-//! CPU time for `fanout`. The server's own figures, so a change to informd shows in them even
-//! when the generator shares the machine and its load moves the latencies.
+//! What a process uses, read from /proc (Linux): the server's memory for `idle` and CPU time
+//! for `fanout` (given its `--pid`), and the generator's own CPU time beside it. The server's
+//! own figures, so a change to informd shows in them even when the generator shares the
+//! machine and its load moves the latencies; the generator's, because on one box the two
+//! share the cores, and because both slow down together when the machine does.
 
 use std::time::Duration;
 

@@ -12,6 +12,7 @@
 # only, e.g. SERVER_ENV="MALLOC_ARENA_MAX=2" or "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/serve.sh
 
 bin=${1:?usage: scripts/alloc-bench.sh INFORMD_BINARY LABEL}
 label=${2:-$(basename "$bin")}
@@ -34,18 +35,11 @@ trap 'stop_server; rm -rf "$work"' EXIT
 
 start_server() {
   rm -f "$work"/bench.db*
-  : > "$work/server.log" # before the job starts: see scripts/bench.sh
-  INFORMD_LISTEN=127.0.0.1:0 INFORMD_DATABASE="$work/bench.db" \
-  INFORMD_JWT_SECRET="$secret" INFORMD_PUBLISH_KEYS="$key" RUST_LOG=warn,informd::startup=info \
-    env ${SERVER_ENV:-} "$bin" serve 2> "$work/server.log" &
-  server_pid=$!
-  for _ in $(seq 1 200); do
-    port=$(sed -n 's/.*informd listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/server.log")
-    [ -n "$port" ] && { sleep 1; return 0; }
-    sleep 0.05
-  done
-  cat "$work/server.log" >&2
-  exit 1
+  # shellcheck disable=SC2086
+  serve_informd "$work/server.log" 200 env INFORMD_LISTEN=127.0.0.1:0 \
+    INFORMD_DATABASE="$work/bench.db" INFORMD_JWT_SECRET="$secret" INFORMD_PUBLISH_KEYS="$key" \
+    RUST_LOG=warn,informd::startup=info ${SERVER_ENV:-} "$bin" serve || exit 1
+  sleep 1
 }
 
 start_server

@@ -6,6 +6,7 @@
 # usage: [BIN=dir] scripts/bench-retention.sh sqlite|postgres ROWS [informd-bench targeted ARGS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/serve.sh
 backend=$1; rows=$2; shift 2
 args=("$@"); [ ${#args[@]} -eq 0 ] && args=(--clients 1000 --events 6000 --rate 400)
 bin=${BIN:-target/release}
@@ -47,18 +48,12 @@ c.commit()
 PY
 fi
 
-INFORMD_LISTEN=127.0.0.1:0 INFORMD_DATABASE="$db" INFORMD_JWT_SECRET="$secret" INFORMD_PUBLISH_KEYS="$key" \
-  INFORMD_RETENTION_DAYS=30 RUST_LOG=warn,informd::startup=info,informd::retention=info \
-  "$bin/informd" serve 2> "$work/server.log" &
-pid=$!
-port=""
-for _ in $(seq 1 400); do
-  port=$(sed -n 's/.*informd listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/server.log")
-  [ -n "$port" ] && break; sleep 0.05
-done
-out=$(timeout 120 "$bin/informd-bench" --url "http://127.0.0.1:$port" --secret "$secret" --key "$key" --pid "$pid" \
+serve_informd "$work/server.log" 400 env INFORMD_LISTEN=127.0.0.1:0 INFORMD_DATABASE="$db" \
+  INFORMD_JWT_SECRET="$secret" INFORMD_PUBLISH_KEYS="$key" INFORMD_RETENTION_DAYS=30 \
+  RUST_LOG=warn,informd::startup=info,informd::retention=info "$bin/informd" serve || true
+out=$(timeout 120 "$bin/informd-bench" --url "http://127.0.0.1:$port" --secret "$secret" --key "$key" --pid "$server_pid" \
   targeted "${args[@]}" 2>/dev/null | tail -1 || true)
 for _ in $(seq 1 600); do grep -q "retention: pruned" "$work/server.log" && break; sleep 0.1; done
-kill -TERM "$pid" 2>/dev/null; wait "$pid" || true
+kill -TERM "$server_pid" 2>/dev/null; wait "$server_pid" || true
 echo "$backend rows $rows: $(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); l=d["latency_ms"]; print("publishes/s", d["publishes_per_sec"], "p50", l.get("p50"), "p99", l.get("p99"), "max", l.get("max"), "lost", d["deliveries"].get("lost"), "doubled", d["deliveries"].get("doubled"))' 2>/dev/null || echo 'bench failed')"
 grep -E "listening on|retention: " "$work/server.log" | sed 's/^/  /'

@@ -14,6 +14,7 @@
 #   BENCH=/tmp/informd-bench scripts/bench.sh   generate load with this informd-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/serve.sh
 
 mode=full
 only=""
@@ -52,20 +53,9 @@ trap 'stop_server; rm -rf "$work"' EXIT
 
 start_server() {
   rm -f "$work"/bench.db*
-  # Emptied here, not by the redirection below: that one runs in the started job, maybe
-  # after the first look for the port, which would then find the last server's port.
-  : > "$work/server.log"
-  INFORMD_LISTEN=127.0.0.1:0 INFORMD_DATABASE="$work/bench.db" \
-  INFORMD_JWT_SECRET="$secret" INFORMD_PUBLISH_KEYS="$key" \
-  RUST_LOG="${SERVER_LOG:-warn,informd::startup=info}" \
-    "${BIN:-$bin/informd}" serve 2> "$work/server.log" &
-  server_pid=$!
-  for _ in $(seq 1 200); do
-    port=$(sed -n 's/.*informd listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/server.log")
-    [ -n "$port" ] && return 0
-    sleep 0.05
-  done
-  cat "$work/server.log" >&2
+  serve_informd "$work/server.log" 200 env INFORMD_LISTEN=127.0.0.1:0 \
+    INFORMD_DATABASE="$work/bench.db" INFORMD_JWT_SECRET="$secret" INFORMD_PUBLISH_KEYS="$key" \
+    RUST_LOG="${SERVER_LOG:-warn,informd::startup=info}" "${BIN:-$bin/informd}" serve && return 0
   echo "informd did not start" >&2
   exit 1
 }

@@ -3,8 +3,8 @@
 //!
 //! Besides deliveries/s, it times each broadcast's `POST /publish`, and with `--probe-rate` a
 //! [`PublishProbe`] times durable targeted publishes made while the fan-out loads the server:
-//! a publish should not wait behind the fan-out. Given the server's `--pid`, it reports the
-//! server's CPU time per delivery, from the first broadcast until the last delivery.
+//! a publish should not wait behind the fan-out. It reports its own CPU time per delivery, and
+//! the server's given its `--pid`, from the first broadcast until the last delivery.
 
 use std::time::{Duration, Instant};
 
@@ -89,12 +89,21 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
         .await_deliveries(expected, Duration::from_secs(common.drain_timeout))
         .await;
     let elapsed = start.elapsed();
-    let server_cpu = (common.pid.and_then(CpuTime::of))
-        .zip(cpu_before)
-        .map(|(after, before)| after.since(before));
-    let own_cpu = (CpuTime::of(std::process::id()))
-        .zip(own_cpu_before)
-        .map(|(after, before)| after.since(before));
+    let cpu_used: Vec<(&str, CpuTime)> = [
+        (
+            "server",
+            common
+                .pid
+                .and_then(|pid| CpuTime::used_since(pid, cpu_before)),
+        ),
+        (
+            "generator",
+            CpuTime::used_since(std::process::id(), own_cpu_before),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(whose, cpu)| Some((whose, cpu?)))
+    .collect();
     let probed = probe.map(PublishProbe::finish);
     let rate_seen = delivered as f64 / elapsed.as_secs_f64();
     eprintln!(
@@ -102,17 +111,8 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
         elapsed.as_secs_f64(),
         publishing.as_secs_f64()
     );
-    let per_delivery_us = |time: Duration| time.as_secs_f64() * 1e6 / delivered.max(1) as f64;
-    for (whose, cpu) in [("server", server_cpu), ("generator", own_cpu)] {
-        if let Some(cpu) = cpu {
-            eprintln!(
-                "{whose} CPU: {:.2} s user, {:.2} s system; {:.2} µs per delivery ({:.2} µs user)",
-                cpu.user.as_secs_f64(),
-                cpu.system.as_secs_f64(),
-                per_delivery_us(cpu.user + cpu.system),
-                per_delivery_us(cpu.user)
-            );
-        }
+    for (whose, cpu) in &cpu_used {
+        eprintln!("{whose} CPU: {}", cpu.line(delivered));
     }
     let failed = fleet.failed;
     let results = fleet.finish().await;
@@ -169,18 +169,8 @@ pub async fn run(common: &Common, shape: Shape) -> anyhow::Result<Summary> {
             }),
         );
     }
-    for (key, cpu) in [("server_cpu", server_cpu), ("generator_cpu", own_cpu)] {
-        if let Some(cpu) = cpu {
-            summary.set(
-                key,
-                json!({
-                    "user_seconds": cpu.user.as_secs_f64(),
-                    "system_seconds": cpu.system.as_secs_f64(),
-                    "us_per_delivery": per_delivery_us(cpu.user + cpu.system),
-                    "user_us_per_delivery": per_delivery_us(cpu.user),
-                }),
-            );
-        }
+    for (whose, cpu) in &cpu_used {
+        summary.set(&format!("{whose}_cpu"), cpu.to_json(delivered));
     }
     summary.set("liveness", liveness(&results));
     if failed > 0 {

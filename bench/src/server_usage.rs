@@ -57,6 +57,37 @@ impl CpuTime {
             system: self.system.saturating_sub(earlier.system),
         }
     }
+
+    /// What process `pid` has used since `earlier` was read; `None` when a reading is missing.
+    pub fn used_since(pid: u32, earlier: Option<CpuTime>) -> Option<CpuTime> {
+        Some(CpuTime::of(pid)?.since(earlier?))
+    }
+
+    /// Microseconds of `time` per delivery.
+    fn per_delivery_us(time: Duration, deliveries: u64) -> f64 {
+        time.as_secs_f64() * 1e6 / deliveries.max(1) as f64
+    }
+
+    /// The times, and the time per delivery, as the bench prints them.
+    pub fn line(self, deliveries: u64) -> String {
+        format!(
+            "{:.2} s user, {:.2} s system; {:.2} µs per delivery ({:.2} µs user)",
+            self.user.as_secs_f64(),
+            self.system.as_secs_f64(),
+            Self::per_delivery_us(self.user + self.system, deliveries),
+            Self::per_delivery_us(self.user, deliveries)
+        )
+    }
+
+    /// The same, for the JSON summary.
+    pub fn to_json(self, deliveries: u64) -> serde_json::Value {
+        serde_json::json!({
+            "user_seconds": self.user.as_secs_f64(),
+            "system_seconds": self.system.as_secs_f64(),
+            "us_per_delivery": Self::per_delivery_us(self.user + self.system, deliveries),
+            "user_us_per_delivery": Self::per_delivery_us(self.user, deliveries),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -70,6 +101,20 @@ mod tests {
         assert_eq!(cpu.user, Duration::from_millis(2500));
         assert_eq!(cpu.system, Duration::from_millis(370));
         assert!(CpuTime::parse("4242 (informd) S 1 2").is_none());
+    }
+
+    #[test]
+    fn spreads_the_time_over_the_deliveries() {
+        let cpu = CpuTime {
+            user: Duration::from_millis(300),
+            system: Duration::from_millis(900),
+        };
+        assert_eq!(
+            cpu.line(100_000),
+            "0.30 s user, 0.90 s system; 12.00 µs per delivery (3.00 µs user)"
+        );
+        assert_eq!(cpu.to_json(100_000)["us_per_delivery"], 12.0);
+        assert_eq!(cpu.to_json(100_000)["user_us_per_delivery"], 3.0);
     }
 
     #[test]

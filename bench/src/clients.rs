@@ -1,20 +1,19 @@
-//! The simulated browsers: one light task per WebSocket session that records every probe it
-//! receives (which event, how late) until told to stop, then proves it is still alive.
+//! The simulated browsers: sessions that record every probe they receive (which event, how
+//! late) until told to stop, then prove they are still alive. Each connects here, on the
+//! runtime, and is then run by a reader thread ([`crate::readers`]).
 
+use std::fmt::Display;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
+use tokio::sync::Semaphore;
 
 use crate::probe::{self, now_micros};
+use crate::readers::{Opening, Readers};
 use crate::Common;
 
 /// What one session saw.
@@ -34,7 +33,7 @@ pub struct ClientResult {
 
 impl ClientResult {
     /// Records the probe in a frame, if it carries one; returns whether it did.
-    fn record(&mut self, text: &str) -> bool {
+    pub fn record(&mut self, text: &str) -> bool {
         let Some(p) = probe::parse(text) else {
             return false;
         };
@@ -46,7 +45,7 @@ impl ClientResult {
     }
 }
 
-/// Counters every session task updates.
+/// Counters every session updates.
 #[derive(Debug, Default)]
 pub struct Progress {
     pub deliveries: AtomicU64,
@@ -54,10 +53,19 @@ pub struct Progress {
     pub failed: AtomicUsize,
 }
 
+impl Progress {
+    /// Counts a session that could not open, and says why for the first few.
+    pub fn failed_to_connect(&self, index: usize, error: &dyn Display) {
+        if self.failed.fetch_add(1, Ordering::Relaxed) < 5 {
+            eprintln!("session {index} failed to connect: {error:#}");
+        }
+    }
+}
+
 /// The connected sessions of a run.
 pub struct Fleet {
-    tasks: Vec<JoinHandle<ClientResult>>,
-    stop: watch::Sender<bool>,
+    readers: Readers,
+    clients: usize,
     pub progress: Arc<Progress>,
     pub failed: usize,
     /// Which sessions got their `welcome`, by index.
@@ -92,11 +100,8 @@ pub fn server_addr(url: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("{authority} resolves to nothing"))
 }
 
-async fn open(
-    server: SocketAddr,
-    source: Option<IpAddr>,
-    path: &str,
-) -> anyhow::Result<WebSocketStream<TcpStream>> {
+/// Opens the TCP connection a session runs on, from `source` when given.
+async fn connect(server: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStream> {
     let socket = if server.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -107,97 +112,7 @@ async fn open(
     }
     let stream = socket.connect(server).await?;
     stream.set_nodelay(true)?;
-    let url = format!("ws://{server}{path}");
-    let (ws, _) = tokio_tungstenite::client_async(url, stream).await?;
-    Ok(ws)
-}
-
-/// Waits for the `welcome` frame.
-async fn welcome(ws: &mut WebSocketStream<TcpStream>) -> anyhow::Result<()> {
-    wait_for(ws, "welcome").await
-}
-
-/// Subscribes to `topic` and waits for the server's `subscribed`.
-async fn subscribe(ws: &mut WebSocketStream<TcpStream>, topic: &str) -> anyhow::Result<()> {
-    let frame = serde_json::json!({"type": "subscribe", "topic": topic}).to_string();
-    ws.send(Message::Text(frame)).await?;
-    wait_for(ws, "subscribed").await
-}
-
-/// Reads until a frame of type `kind` arrives.
-async fn wait_for(ws: &mut WebSocketStream<TcpStream>, kind: &str) -> anyhow::Result<()> {
-    let wanted = format!(r#""type":"{kind}""#);
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) if text.contains(&wanted) => return Ok(()),
-            Ok(Some(Ok(Message::Close(frame)))) => return Err(anyhow!("closed: {frame:?}")),
-            Ok(Some(Ok(_))) => continue,
-            Ok(Some(Err(e))) => return Err(e.into()),
-            Ok(None) => return Err(anyhow!("closed before {kind}")),
-            Err(_) => return Err(anyhow!("no {kind} within 30 s")),
-        }
-    }
-}
-
-/// Reads frames, recording probes, until `stop`; then pings to prove the session is alive.
-async fn read_until_stopped(
-    mut ws: WebSocketStream<TcpStream>,
-    mut stop: watch::Receiver<bool>,
-    progress: Arc<Progress>,
-) -> ClientResult {
-    let mut result = ClientResult {
-        connected: true,
-        ..ClientResult::default()
-    };
-    // One wait on the stop signal for the whole read loop: a new one at every frame would
-    // register with the signal and leave it again each time, work a browser does not do and
-    // that the generator, which shares the box with the server, should not spend. Frames are
-    // polled first (`biased`): the signal comes once, and needs no random draw per frame.
-    let stopped = stop.changed();
-    tokio::pin!(stopped);
-    loop {
-        tokio::select! {
-            biased;
-            message = ws.next() => match message {
-                Some(Ok(Message::Text(text))) => {
-                    if result.record(&text) {
-                        progress.deliveries.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    result.closed = frame.map(|f| u16::from(f.code)).or(Some(1005));
-                    return result;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return result,
-            },
-            _ = &mut stopped => break,
-        }
-    }
-    // Liveness: the session answers a ping.
-    if ws
-        .send(Message::Text(r#"{"type":"ping"}"#.into()))
-        .await
-        .is_ok()
-    {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, ws.next()).await {
-            match message {
-                Message::Text(text) if text.contains(r#""type":"pong""#) => {
-                    result.alive = true;
-                    break;
-                }
-                Message::Text(text) => {
-                    // A late delivery still counts.
-                    result.record(&text);
-                }
-                Message::Close(_) => break,
-                _ => {}
-            }
-        }
-    }
-    let _ = ws.close(None).await;
-    result
+    Ok(stream)
 }
 
 impl Fleet {
@@ -221,10 +136,16 @@ impl Fleet {
         let server = server_addr(&common.url)?;
         let gate = Arc::new(Semaphore::new(common.connect_concurrency.max(1)));
         let progress = Arc::new(Progress::default());
-        let (stop, stop_rx) = watch::channel(false);
-        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<(usize, bool)>(1024);
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, bool)>();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let readers = Readers::start(
+            threads,
+            common.readers_nice,
+            progress.clone(),
+            ready_tx.clone(),
+        )
+        .context("starting the reader threads")?;
         let sources = common.source_ips.as_ref().map(|r| r.0.clone());
-        let mut tasks = Vec::with_capacity(n);
         let started = std::time::Instant::now();
         for k in 0..n {
             let path = match user(k) {
@@ -234,35 +155,34 @@ impl Fleet {
             let source = sources.as_ref().map(|ips| IpAddr::V4(ips[k % ips.len()]));
             let gate = gate.clone();
             let ready = ready_tx.clone();
-            let stop = stop_rx.clone();
             let progress = progress.clone();
+            let handoff = readers.handoff();
             let topic = topic.map(str::to_string);
-            tasks.push(tokio::spawn(async move {
+            tokio::spawn(async move {
                 let connected = async {
-                    let _permit = gate.acquire().await?;
-                    let mut ws = open(server, source, &path).await?;
-                    welcome(&mut ws).await?;
-                    if let Some(topic) = &topic {
-                        subscribe(&mut ws, topic).await?;
-                    }
-                    anyhow::Ok(ws)
+                    let permit = gate.acquire_owned().await?;
+                    let stream = connect(server, source).await?.into_std()?;
+                    anyhow::Ok((permit, stream))
                 }
                 .await;
-                match connected {
-                    Ok(ws) => {
-                        progress.connected.fetch_add(1, Ordering::Relaxed);
-                        let _ = ready.send((k, true)).await;
-                        read_until_stopped(ws, stop, progress).await
-                    }
-                    Err(e) => {
-                        if progress.failed.fetch_add(1, Ordering::Relaxed) < 5 {
-                            eprintln!("session {k} failed to connect: {e:#}");
-                        }
-                        let _ = ready.send((k, false)).await;
-                        ClientResult::default()
-                    }
+                let failure = match connected {
+                    Ok((permit, stream)) => handoff
+                        .open(Opening {
+                            index: k,
+                            stream,
+                            url: format!("ws://{server}{path}"),
+                            topic,
+                            permit,
+                        })
+                        .err()
+                        .map(|_| anyhow!("the reader threads are gone")),
+                    Err(e) => Some(e),
+                };
+                if let Some(e) = failure {
+                    progress.failed_to_connect(k, &e);
+                    let _ = ready.send((k, false));
                 }
-            }));
+            });
         }
         drop(ready_tx);
         let mut done = 0;
@@ -284,8 +204,8 @@ impl Fleet {
             started.elapsed().as_secs_f64()
         );
         Ok(Fleet {
-            tasks,
-            stop,
+            readers,
+            clients: n,
             progress,
             failed,
             connected,
@@ -306,10 +226,18 @@ impl Fleet {
 
     /// Stops every session (each proves it is alive first) and collects what they saw.
     pub async fn finish(self) -> Vec<ClientResult> {
-        let _ = self.stop.send(true);
-        let mut results = Vec::with_capacity(self.tasks.len());
-        for task in self.tasks {
-            results.push(task.await.unwrap_or_default());
+        let Fleet {
+            readers, clients, ..
+        } = self;
+        let seen = tokio::task::spawn_blocking(move || readers.stop())
+            .await
+            .unwrap_or_default();
+        let mut results: Vec<ClientResult> =
+            std::iter::repeat_with(ClientResult::default).take(clients).collect();
+        for (index, result) in seen {
+            if let Some(slot) = results.get_mut(index) {
+                *slot = result;
+            }
         }
         results
     }

@@ -16,6 +16,7 @@ mod preferences;
 mod probe;
 mod publish_probe;
 mod publisher;
+mod readers;
 mod report;
 mod server_usage;
 mod soak;

@@ -232,8 +232,9 @@ impl Fleet {
         let seen = tokio::task::spawn_blocking(move || readers.stop())
             .await
             .unwrap_or_default();
-        let mut results: Vec<ClientResult> =
-            std::iter::repeat_with(ClientResult::default).take(clients).collect();
+        let mut results: Vec<ClientResult> = std::iter::repeat_with(ClientResult::default)
+            .take(clients)
+            .collect();
         for (index, result) in seen {
             if let Some(slot) = results.get_mut(index) {
                 *slot = result;

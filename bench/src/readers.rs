@@ -279,7 +279,11 @@ impl EventLoop {
         let started = self
             .poll
             .registry()
-            .register(&mut stream, Token(token), Interest::READABLE | Interest::WRITABLE)
+            .register(
+                &mut stream,
+                Token(token),
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .map_err(anyhow::Error::from)
             .and_then(|()| {
                 let socket = Socket {
@@ -364,10 +368,9 @@ impl EventLoop {
                 continue;
             }
             let outcome = match session.stage {
-                Stage::Awaiting(kind) => Outcome::Failed(anyhow!(
-                    "no {kind} within {} s",
-                    STEP_TIMEOUT.as_secs()
-                )),
+                Stage::Awaiting(kind) => {
+                    Outcome::Failed(anyhow!("no {kind} within {} s", STEP_TIMEOUT.as_secs()))
+                }
                 _ => Outcome::Ended,
             };
             self.settle(token, outcome);
@@ -444,8 +447,8 @@ impl Session {
                     let frame = serde_json::json!({"type": "subscribe", "topic": topic});
                     match ws.send(Message::Text(frame.to_string())) {
                         Ok(()) => {}
-                        Err(tungstenite::Error::Io(e))
-                            if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        }
                         Err(e) => return Some(Outcome::Failed(e.into())),
                     }
                     self.stage = Stage::Awaiting("subscribed");

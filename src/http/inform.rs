@@ -135,7 +135,7 @@ pub async fn accept(mut io: TcpStream, handshake: Handshake, frames: BytesMut, s
             return refuse(io, error, Some(&handshake.headers), &state).await;
         }
     }
-    let (queue_tx, queue_rx) = flume::bounded(state.config.outbound_queue);
+    let (queue_tx, queue_rx) = crate::hub::outbound_queue(state.config.outbound_queue);
     let signal = Arc::new(SessionSignal::default());
     let id = state.next_session_id();
     let user = admitted

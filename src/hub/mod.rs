@@ -10,6 +10,7 @@
 
 mod messages;
 mod presence;
+mod queue;
 mod shard;
 
 use std::collections::hash_map::DefaultHasher;
@@ -26,6 +27,7 @@ use crate::metrics::Metrics;
 pub use messages::RegisterError;
 use messages::{Deliver, Register, Resync, Shutdown, Subscribe, Unregister, Unsubscribe};
 pub use presence::Presence;
+pub use queue::{bounded as outbound_queue, QueueReceiver, QueueSender};
 use shard::Shard;
 
 /// Identifies one live session on this node.
@@ -91,9 +93,8 @@ impl SessionSignal {
 pub struct SessionHandle {
     pub id: SessionId,
     pub user: Option<Arc<str>>,
-    /// The session's outbound queue. flume allocates its buffer as frames arrive, so an idle
-    /// session's queue costs a few dozen bytes.
-    pub queue: flume::Sender<Outbound>,
+    /// The session's outbound queue ([`queue`]); an idle session's costs a few dozen bytes.
+    pub queue: QueueSender,
     pub signal: Arc<SessionSignal>,
 }
 

@@ -30,7 +30,7 @@ mod streams;
 mod threads;
 
 use std::num::NonZeroU32;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::{interval, sleep_until, Interval, MissedTickBehavior, Sleep};
 
 use crate::auth::{now_secs, Identity, MAX_TOKEN_LIFETIME};
-use crate::hub::{Outbound, Registration, SessionId, SessionSignal};
+use crate::hub::{Outbound, QueueReceiver, Registration, SessionId, SessionSignal};
 use crate::metrics::Metrics;
 use crate::protocol::{self, close, ClientFrame};
 use crate::state::AppState;
@@ -63,7 +63,7 @@ pub struct SessionStart {
     pub registration: Registration,
     pub identity: Option<Identity>,
     pub since: Option<i64>,
-    pub queue: flume::Receiver<Outbound>,
+    pub queue: QueueReceiver,
     pub signal: Arc<SessionSignal>,
 }
 
@@ -223,31 +223,25 @@ impl Session {
     }
 
     /// The main loop.
-    async fn serve(&mut self, queue: flume::Receiver<Outbound>) -> Exit {
+    async fn serve(&mut self, queue: QueueReceiver) -> Exit {
         let heartbeat = Duration::from_secs(self.state.config.heartbeat_secs);
         let mut ticks: Interval = interval(heartbeat);
         // A loop held up (a long replay) pings once afterwards, not once per missed tick.
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ticks.reset();
         let mut expiry: Pin<Box<Sleep>> = Box::pin(sleep_until(self.expiry_instant()));
-        // The wait on the hub's queue outlives each turn of the loop: made anew per turn, it
-        // registered its waker again and took it back when dropped, for every frame of a
-        // fan-out. A kick needs no wait of its own here: the hub drops the queue of a session
-        // it kicks, which ends this wait once the queue is empty, and every write checks the
-        // kick first (`guarded`).
-        let mut next_item = pin!(queue.recv_async());
+        // A kick needs no wait of its own here: the hub drops the queue of a session it kicks,
+        // which ends this wait once the queue is empty, and every write checks the kick first
+        // (`guarded`). The wait holds no state between turns (`hub::queue`), so it is made anew
+        // in each.
         loop {
             // Unbiased: a busy queue must not starve the client's frames, nor the reverse.
             let result = tokio::select! {
-                item = &mut next_item => match item {
-                    Ok(item) => {
-                        let sent = self.outbound_burst(item, &queue).await;
-                        next_item.set(queue.recv_async());
-                        sent
-                    }
+                item = queue.recv() => match item {
+                    Some(item) => self.outbound_burst(item, &queue).await,
                     // The hub drops a session's queue when it kicks it, once the code is set:
                     // close with the kick's code (shutdown: 1001).
-                    Err(_) => {
+                    None => {
                         let code = self.signal.code().unwrap_or(close::TRY_AGAIN_LATER);
                         Err(Exit::Close(code, kick_reason(code)))
                     }
@@ -326,11 +320,7 @@ impl Session {
     /// Frames from the hub: `first` and whatever else is already queued, gathered into as few
     /// socket writes as possible (one, usually), so a burst costs one system call, not one per
     /// frame.
-    async fn outbound_burst(
-        &mut self,
-        first: Outbound,
-        queue: &flume::Receiver<Outbound>,
-    ) -> Result<(), Exit> {
+    async fn outbound_burst(&mut self, first: Outbound, queue: &QueueReceiver) -> Result<(), Exit> {
         self.outbound(first).await?;
         while self.conn.buffered() < MAX_GATHER_BYTES {
             match queue.try_recv() {

@@ -16,6 +16,13 @@ use crate::probe::{self, now_micros};
 use crate::readers::{Opening, Readers};
 use crate::Common;
 
+/// Threads that read the sessions. One: a reader that sleeps whenever it has caught up is
+/// woken by the server's next frame, so every thread added is woken more often, each time for
+/// fewer frames. Two cost the generator a third more CPU per delivery than one in a paced
+/// fan-out, with twice the context switches, and moved fewer frames unpaced (BENCHMARKS, "The
+/// generator's readers in event loops").
+const READER_THREADS: usize = 1;
+
 /// What one session saw.
 #[derive(Debug, Default)]
 pub struct ClientResult {
@@ -137,9 +144,8 @@ impl Fleet {
         let gate = Arc::new(Semaphore::new(common.connect_concurrency.max(1)));
         let progress = Arc::new(Progress::default());
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, bool)>();
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let readers = Readers::start(
-            threads,
+            READER_THREADS,
             common.readers_nice,
             progress.clone(),
             ready_tx.clone(),

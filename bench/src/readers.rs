@@ -1,5 +1,5 @@
-//! The simulated browsers' sockets once connected: a few threads, each holding thousands of
-//! sessions in one event loop (`mio`), in place of an async task per session.
+//! The simulated browsers' sockets once connected: a thread holding thousands of sessions in
+//! one event loop (`mio`), in place of an async task per session.
 //!
 //! The generator shares the box with the server it measures, and every cycle it spends is one
 //! the server does not get. A task per session paid, for every frame, a task wake-up and

@@ -93,7 +93,8 @@ impl SessionSignal {
 pub struct SessionHandle {
     pub id: SessionId,
     pub user: Option<Arc<str>>,
-    /// The session's outbound queue ([`queue`]); an idle session's costs a few dozen bytes.
+    /// The session's outbound queue (`hub/queue.rs`); an idle session's costs a few dozen
+    /// bytes.
     pub queue: QueueSender,
     pub signal: Arc<SessionSignal>,
 }

@@ -33,7 +33,7 @@ pub fn bounded(capacity: usize) -> (QueueSender, QueueReceiver) {
 
 /// The hub's end. Dropping the last one ends the session's queue, and wakes the session so
 /// that it sees the end (a kick).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct QueueSender {
     /// Always `Some` until dropped: taken in `drop` so the channel is closed before the wake.
     tx: Option<flume::Sender<Outbound>>,
@@ -49,15 +49,6 @@ impl QueueSender {
         }
         self.waker.wake();
         Ok(())
-    }
-}
-
-impl Clone for QueueSender {
-    fn clone(&self) -> Self {
-        QueueSender {
-            tx: self.tx.clone(),
-            waker: self.waker.clone(),
-        }
     }
 }
 

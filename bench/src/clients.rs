@@ -180,8 +180,7 @@ impl Fleet {
                             topic,
                             permit,
                         })
-                        .err()
-                        .map(|_| anyhow!("the reader threads are gone")),
+                        .err(),
                     Err(e) => Some(e),
                 };
                 if let Some(e) = failure {

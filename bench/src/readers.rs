@@ -63,17 +63,14 @@ pub struct Handoff {
 }
 
 impl Handoff {
-    /// Gives the socket to a reader; `Err` gives the opening back when the reader is gone.
-    pub fn open(&self, opening: Opening) -> Result<(), Box<Opening>> {
+    /// Gives the socket to a reader.
+    pub fn open(&self, opening: Opening) -> anyhow::Result<()> {
         let (commands, waker) = &self.loops[opening.index % self.loops.len()];
-        match commands.send(Command::Open(opening)) {
-            Ok(()) => {
-                let _ = waker.wake();
-                Ok(())
-            }
-            Err(mpsc::SendError(Command::Open(opening))) => Err(Box::new(opening)),
-            Err(_) => unreachable!("only an opening was sent"),
-        }
+        commands
+            .send(Command::Open(opening))
+            .map_err(|_| anyhow!("the reader threads are gone"))?;
+        let _ = waker.wake();
+        Ok(())
     }
 }
 

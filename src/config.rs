@@ -14,6 +14,8 @@ use figment::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::priority::CommitPriority;
+
 /// The development JWT secret used when none is configured. Anyone can mint tokens with it.
 pub const DEV_JWT_SECRET: &str = "informd-development-secret-do-not-use-in-production";
 /// The development publisher key used when none is configured.
@@ -39,6 +41,7 @@ pub const TEXT_KEYS: &[&str] = &[
     "broker_prefix",
     "escalation_webhook",
     "escalation_secret",
+    "commit_priority",
 ];
 
 /// Keys whose values are numbers or booleans.
@@ -252,6 +255,11 @@ pub struct Config {
         deserialize_with = "optional_secret"
     )]
     pub escalation_secret: Option<SecretString>,
+    /// `normal`, or `realtime`: the SQLite writer's threads run in Linux's realtime class, so
+    /// a publish does not wait for a core behind a fan-out (needs `CAP_SYS_NICE` or
+    /// `RLIMIT_RTPRIO`). See [`Config::commit_priority`].
+    #[serde(deserialize_with = "text")]
+    pub commit_priority: String,
 }
 
 impl Default for Config {
@@ -294,6 +302,7 @@ impl Default for Config {
             escalation_webhook: None,
             escalation_after_secs: 900,
             escalation_secret: None,
+            commit_priority: "normal".into(),
         }
     }
 }
@@ -414,6 +423,7 @@ impl Config {
                 redact_url(&self.broker)
             )));
         }
+        self.check_commit_priority()?;
         if self.broker_prefix.is_empty()
             || self
                 .broker_prefix
@@ -426,6 +436,37 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// How the store's writer is scheduled; [`Config::validate`] has checked the value.
+    pub fn commit_priority(&self) -> CommitPriority {
+        if self.commit_priority == "realtime" {
+            CommitPriority::Realtime
+        } else {
+            CommitPriority::Normal
+        }
+    }
+
+    /// Refuses a `commit_priority` informd does not know, and `realtime` where there is no
+    /// writer thread of informd's own to move: with PostgreSQL the commit runs in the database
+    /// server.
+    fn check_commit_priority(&self) -> Result<(), ConfigError> {
+        match self.commit_priority.as_str() {
+            "normal" => Ok(()),
+            "realtime" => match crate::store::Backend::of(&self.database) {
+                Ok(crate::store::Backend::Postgres) => Err(ConfigError(
+                    "commit_priority = \"realtime\" applies to the SQLite writer only: with \
+                     PostgreSQL the commit runs in the database server. Set commit_priority \
+                     (INFORMD_COMMIT_PRIORITY) to \"normal\""
+                        .into(),
+                )),
+                _ => Ok(()),
+            },
+            other => Err(ConfigError(format!(
+                "commit_priority {other:?} is not one of \"normal\", \"realtime\": set \
+                 commit_priority (INFORMD_COMMIT_PRIORITY)"
+            ))),
+        }
     }
 
     /// Refuses a webhook that is not an http(s) URL, or that has no signing secret to go with
@@ -774,6 +815,39 @@ mod tests {
         assert!(err
             .to_string()
             .contains("demo = true needs jwt_algorithm HS256"));
+    }
+
+    #[test]
+    fn commit_priority_is_normal_or_realtime_and_realtime_only_on_sqlite() -> Result<(), ConfigError>
+    {
+        assert_eq!(Config::default().commit_priority(), CommitPriority::Normal);
+        let realtime = Config {
+            commit_priority: "realtime".into(),
+            ..Config::default()
+        };
+        realtime.validate()?;
+        assert_eq!(realtime.commit_priority(), CommitPriority::Realtime);
+        let err = Config {
+            commit_priority: "fast".into(),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("commit_priority \"fast\" is not one of"),
+            "{err}"
+        );
+        assert!(err.contains("INFORMD_COMMIT_PRIORITY"), "{err}");
+        let err = Config {
+            database: "postgres://postgres@127.0.0.1/informd".into(),
+            ..realtime
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("applies to the SQLite writer only"), "{err}");
+        Ok(())
     }
 
     #[test]

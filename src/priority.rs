@@ -9,6 +9,11 @@
 //! a core; whenever nothing else is waiting, frames go out as fast as before.
 //! Lowering a thread's priority needs no privilege. Only Linux is handled (there the nice
 //! value is a per-thread attribute); elsewhere threads keep the default.
+//!
+//! A lower priority does not make a woken thread run at once: Linux lets the running thread
+//! finish its time slice first, and a publish wakes threads several times. Where that wait
+//! matters, `commit_priority = "realtime"` moves the store's writer into the realtime class,
+//! which takes a core as soon as it wakes ([`commit_in_realtime`]; docs/DECISIONS.md).
 
 /// The nice value of the threads that deliver frames (sessions, hub shards, fan-out).
 /// Each nice step is about 1.25 times less CPU weight, so at 10 a delivery thread gets about a
@@ -30,6 +35,55 @@ fn deliver_at_lower_priority() {
     if let Err(e) = set_current_thread_niceness(DELIVERY_NICENESS) {
         log::warn!("cannot lower a delivery thread's priority (nice {DELIVERY_NICENESS}): {e}");
     }
+}
+
+/// How the threads that commit publishes are scheduled (`commit_priority`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitPriority {
+    /// The default class, like informd's other request threads.
+    Normal,
+    /// Linux's `SCHED_FIFO` at its lowest priority: the commit's threads take a core as soon
+    /// as they wake, instead of waiting for the running delivery thread's time slice to end.
+    Realtime,
+}
+
+/// Moves the calling thread into [`CommitPriority::Realtime`]. Threads it starts afterwards
+/// (SQLite's connection thread) inherit the class.
+///
+/// It needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` of at least 1; the error says which setting
+/// asked for it and what to grant.
+pub fn commit_in_realtime() -> Result<(), String> {
+    realtime_fifo().map_err(|e| {
+        format!(
+            "commit_priority = \"realtime\" could not move the store's writer into the realtime \
+             class ({e}): run informd with CAP_SYS_NICE (root, or AmbientCapabilities=CAP_SYS_NICE) \
+             or an RLIMIT_RTPRIO of at least 1 (`ulimit -r 1`, LimitRTPRIO=1), or set \
+             commit_priority (INFORMD_COMMIT_PRIORITY) to \"normal\""
+        )
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn realtime_fifo() -> std::io::Result<()> {
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy,
+        ThreadSchedulePolicy,
+    };
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        // The lowest realtime priority: above every ordinary thread, below the kernel's own.
+        thread_priority::ThreadPriority::Min,
+        ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
+    )
+    .map_err(|e| match e {
+        thread_priority::Error::OS(code) => std::io::Error::from_raw_os_error(code),
+        other => std::io::Error::other(other.to_string()),
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn realtime_fifo() -> std::io::Result<()> {
+    Err(std::io::Error::other("only supported on Linux"))
 }
 
 #[cfg(target_os = "linux")]

@@ -108,7 +108,13 @@ impl Application {
         let hub = Hub::start(shards, config.max_sessions_per_user, metrics.clone());
         let opened = broker::open(&config, hub.clone(), metrics.clone())?;
         let fanout = Arc::new(Fanout::start(opened.broker.clone()));
-        let store = store::open(&config.database, fanout, metrics.clone()).await?;
+        let store = store::open(
+            &config.database,
+            fanout,
+            metrics.clone(),
+            config.commit_priority(),
+        )
+        .await?;
         let preferences = PreferenceService::start(&config, store.clone()).await?;
         let publisher = Publisher::new(&config, store.clone(), preferences.mutes().clone());
         let workers = threads(config.workers);

@@ -26,6 +26,7 @@ use async_trait::async_trait;
 use crate::metrics::Metrics;
 use crate::model::{Broadcast, EventInput, Notification};
 use crate::preferences::Preferences;
+use crate::priority::CommitPriority;
 use escalation::EscalationStore;
 
 pub use postgres::PgStore;
@@ -217,6 +218,10 @@ pub enum StoreError {
          (SQLite), or a postgres:// or postgresql:// URL (PostgreSQL)"
     )]
     UnsupportedScheme(String),
+    /// The writer could not be given the scheduling `commit_priority` asks for; the message
+    /// says what to grant or change.
+    #[error("{0}")]
+    Priority(String),
     /// The database file's directory is missing and cannot be made.
     #[error("cannot create the database directory {}: {source}", path.display())]
     Directory {
@@ -309,14 +314,19 @@ impl Backend {
 }
 
 /// Opens the store named by `database` (a `sqlite:` URL, a file path, or a `postgres://` URL)
-/// and migrates it; its operations are counted into `metrics`.
+/// and migrates it; its operations are counted into `metrics`, and SQLite's writer is
+/// scheduled as `priority` says.
 pub async fn open(
     database: &str,
     listener: Arc<dyn CommitListener>,
     metrics: Arc<Metrics>,
+    priority: CommitPriority,
 ) -> Result<Arc<dyn Store>, StoreError> {
     let store: Arc<dyn Store> = match Backend::of(database)? {
-        Backend::Sqlite => Arc::new(SqliteStore::open(database, listener, metrics.clone()).await?),
+        Backend::Sqlite => {
+            Arc::new(SqliteStore::open(database, listener, metrics.clone(), priority).await?)
+        }
+        // `Config::validate` refuses a realtime `commit_priority` with PostgreSQL.
         Backend::Postgres => Arc::new(PgStore::open(database, listener, metrics.clone()).await?),
     };
     Ok(Arc::new(counted::Counted::new(store, metrics)))

@@ -74,12 +74,14 @@ pub fn configured(dir: &Path) -> Command {
 
 /// [`configured`], run under `prlimit` with at most `files` open file descriptors (soft and hard).
 pub fn with_file_limit(dir: &Path, files: u32) -> Command {
+    configured_under(dir, "prlimit", &[&format!("--nofile={files}:{files}")])
+}
+
+/// [`configured`], run by `wrapper` (`prlimit`, `setpriv`) given `args` and then informd's path.
+pub fn configured_under(dir: &Path, wrapper: &str, args: &[&str]) -> Command {
     let configured = configured(dir);
-    let mut command = Command::new("prlimit");
-    command
-        .arg(format!("--nofile={files}:{files}"))
-        .arg(BINARY)
-        .current_dir(dir);
+    let mut command = Command::new(wrapper);
+    command.args(args).arg(BINARY).current_dir(dir);
     for (key, value) in configured.get_envs() {
         match value {
             Some(value) => command.env(key, value),

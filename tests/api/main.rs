@@ -22,6 +22,7 @@ mod metrics;
 mod operator;
 mod postgres;
 mod preferences;
+mod priority;
 mod publish;
 mod redis;
 mod resume;

@@ -35,6 +35,7 @@ use super::{
 use crate::metrics::Metrics;
 use crate::model::{now_millis, rfc3339_millis, Broadcast, Notification};
 use crate::preferences::Preferences;
+use crate::priority::CommitPriority;
 use crate::store::escalation::EscalationStore;
 use writer::{Reply, Work, WriteOp};
 
@@ -120,16 +121,18 @@ fn create_parent_directory(file: &std::path::Path) -> Result<(), StoreError> {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 impl SqliteStore {
-    /// Opens (creating and migrating) the database and starts the writer.
+    /// Opens (creating and migrating) the database and starts the writer, on a thread of its
+    /// own scheduled as `priority` says.
     pub async fn open(
         database: &str,
         listener: Arc<dyn CommitListener>,
         metrics: Arc<Metrics>,
+        priority: CommitPriority,
     ) -> Result<SqliteStore, StoreError> {
         let options = connect_options(database)?;
         create_parent_directory(options.get_filename())?;
-        let mut writer_conn = SqliteConnection::connect_with(&options).await?;
-        MIGRATOR.run(&mut writer_conn).await?;
+        let (writer, queue) = mpsc::channel(WRITE_QUEUE);
+        writer::start(options.clone(), priority, queue, listener, metrics).await?;
         let checkpointer = SqliteConnection::connect_with(&options).await?;
         tokio::spawn(checkpoint(checkpointer));
         // Every read connection is opened here, now, and kept: each has a thread of its own
@@ -143,8 +146,6 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options.read_only(true))
             .await?;
-        let (writer, queue) = mpsc::channel(WRITE_QUEUE);
-        tokio::spawn(writer::run(writer_conn, queue, listener, metrics));
         Ok(SqliteStore { readers, writer })
     }
 

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch::Batch;
@@ -18,6 +19,7 @@ use super::escalation::{self, EscalationOutput, EscalationWrite};
 use super::writes;
 use crate::metrics::Metrics;
 use crate::preferences::Preferences;
+use crate::priority::CommitPriority;
 use crate::store::{
     Change, CommitListener, PruneReport, PublishOutcome, PublishRequest, ReadSelector,
     RetentionPolicy, StoreError,
@@ -98,8 +100,66 @@ impl Reply {
     }
 }
 
+/// Starts the writer on a thread of its own, `informd-writer`, and waits until it has opened
+/// and migrated the database.
+///
+/// A thread of its own so that `commit_priority` can schedule the commit's threads apart from
+/// everything else: the connection's thread, which SQLite's driver starts when the connection
+/// opens, inherits the class of the thread that opens it, and that is this one.
+pub async fn start(
+    options: SqliteConnectOptions,
+    priority: CommitPriority,
+    queue: mpsc::Receiver<WriteOp>,
+    listener: Arc<dyn CommitListener>,
+    metrics: Arc<Metrics>,
+) -> Result<(), StoreError> {
+    let (opened, opening) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("informd-writer".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = opened.send(Err(StoreError::Database(sqlx::Error::Io(e))));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match open(&options, priority).await {
+                    Ok(conn) => {
+                        let _ = opened.send(Ok(()));
+                        run(conn, queue, listener, metrics).await;
+                    }
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+    // The thread answers before it does anything else; no answer means it died.
+    opening.await.unwrap_or(Err(StoreError::Closed))
+}
+
+/// On the writer's thread: takes the scheduling `priority` asks for, then opens and migrates
+/// the writer's connection.
+async fn open(
+    options: &SqliteConnectOptions,
+    priority: CommitPriority,
+) -> Result<SqliteConnection, StoreError> {
+    if priority == CommitPriority::Realtime {
+        crate::priority::commit_in_realtime().map_err(StoreError::Priority)?;
+    }
+    let mut conn = SqliteConnection::connect_with(options).await?;
+    super::MIGRATOR.run(&mut conn).await?;
+    Ok(conn)
+}
+
 /// The writer loop; ends when every sender is gone.
-pub async fn run(
+async fn run(
     mut conn: SqliteConnection,
     mut queue: mpsc::Receiver<WriteOp>,
     listener: Arc<dyn CommitListener>,

@@ -98,3 +98,80 @@ async fn twenty_concurrent_publishers_keep_every_stream_gapless() {
         assert_eq!(distinct_seqs, total);
     }
 }
+
+/// Makes the database itself refuse every notification of `kind`, as a constraint an
+/// operator added would: informd's checks let it through, the `INSERT` fails.
+async fn database_refuses_kind(app: &crate::helpers::TestApp, kind: &str) {
+    if app.database.is_postgres() {
+        app.execute(&format!(
+            "CREATE FUNCTION refuse_kind() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.kind = '{kind}' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+             RETURN NEW; END $$"
+        ))
+        .await;
+        app.execute(
+            "CREATE TRIGGER refuse_kind BEFORE INSERT ON notifications \
+             FOR EACH ROW EXECUTE FUNCTION refuse_kind()",
+        )
+        .await;
+    } else {
+        app.execute(&format!(
+            "CREATE TRIGGER refuse_kind BEFORE INSERT ON notifications \
+             WHEN NEW.kind = '{kind}' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        ))
+        .await;
+    }
+}
+
+/// The writer commits concurrent publishes as one group; when the database refuses one of
+/// them, the others still commit, in order, and only the refused one fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_the_database_refuses_fails_alone() {
+    const PUBLISHES: usize = 200;
+    let app = spawn_app().await;
+    database_refuses_kind(&app, "refused").await;
+    let (mut tab, _) = app.connect_user("erin", "").await;
+    let refused = |i: usize| i % 10 == 9;
+    let publishes = (0..PUBLISHES).map(|i| {
+        let http = app.http.clone();
+        let url = app.url("/publish");
+        tokio::spawn(async move {
+            let kind = if refused(i) { "refused" } else { "like" };
+            http.post(&url)
+                .bearer_auth(crate::helpers::PUBLISH_KEY)
+                .json(&json!({"to": "erin", "kind": kind, "data": {"i": i}}))
+                .send()
+                .await
+                .expect("publish")
+                .status()
+        })
+    });
+    let publishes: Vec<_> = publishes.collect();
+    for (i, publish) in publishes.into_iter().enumerate() {
+        let status = publish.await.unwrap();
+        if refused(i) {
+            assert_eq!(status, 503, "publish {i}, refused by the database");
+        } else {
+            assert_eq!(status, 200, "publish {i}");
+        }
+    }
+    let accepted = (0..PUBLISHES).filter(|i| !refused(*i)).count() as i64;
+    let mut delivered = Vec::new();
+    for seq in 1..=accepted {
+        let frame = tab.next_of_type("notification").await;
+        assert_eq!(frame["notification"]["seq"], seq, "gapless, in order");
+        assert_eq!(frame["unread"], seq);
+        delivered.push(frame["notification"]["data"]["i"].as_i64().unwrap());
+    }
+    delivered.sort_unstable();
+    let expected: Vec<i64> = (0..PUBLISHES as i64)
+        .filter(|i| !refused(*i as usize))
+        .collect();
+    assert_eq!(delivered, expected, "every accepted publish once");
+    assert_eq!(
+        app.count_rows("SELECT unread FROM user_state WHERE user_id = 'erin'")
+            .await,
+        accepted,
+        "the badge in the database"
+    );
+}

@@ -5,7 +5,8 @@
 //! Consecutive publishes in the queue are merged into one run of set-based statements (see
 //! [`super::writes`]), so a group of 16 single-event publishes costs about as many statements
 //! as one. Reads-marking and pruning keep their place in the queue order, so "mark all read"
-//! never covers a notification queued after it.
+//! never covers a notification queued after it. A group the database fails is committed
+//! again one work at a time, so that a write it refuses fails alone.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -187,27 +188,53 @@ async fn run(
             .commit_duration
             .observe(started.elapsed().as_secs_f64());
         match committed {
-            Ok(outputs) => {
-                if !changes.is_empty() {
-                    listener.committed(changes);
-                }
-                for (reply, output) in replies.into_iter().zip(outputs) {
-                    reply.send(Ok(output));
+            Ok(outputs) => answer(listener.as_ref(), changes, replies, outputs),
+            Err(e) if works.len() > 1 => {
+                log::warn!(
+                    "store: a group of {} writes failed ({e}); each is committed alone",
+                    works.len()
+                );
+                // In queue order, each in a transaction of its own: the write the database
+                // refused fails alone.
+                for (work, reply) in works.iter().zip(replies) {
+                    let mut changes = Vec::new();
+                    match commit_group(&mut conn, std::slice::from_ref(work), &mut changes).await {
+                        Ok(outputs) => answer(listener.as_ref(), changes, vec![reply], outputs),
+                        Err(e) => fail(&e, vec![reply]),
+                    }
                 }
             }
-            Err(e) => {
-                log::error!("store: a write transaction failed: {e}");
-                for reply in replies {
-                    reply.send(Err(StoreError::Closed));
-                }
-            }
+            Err(e) => fail(&e, replies),
         }
     }
     log::debug!("store writer stopped");
 }
 
+/// Hands a committed group's changes to the listener, then answers each caller.
+fn answer(
+    listener: &dyn CommitListener,
+    changes: Vec<Change>,
+    replies: Vec<Reply>,
+    outputs: Vec<Output>,
+) {
+    if !changes.is_empty() {
+        listener.committed(changes);
+    }
+    for (reply, output) in replies.into_iter().zip(outputs) {
+        reply.send(Ok(output));
+    }
+}
+
+/// Answers the callers of a group that did not commit.
+fn fail(error: &StoreError, replies: Vec<Reply>) {
+    log::error!("store: a write transaction failed: {error}");
+    for reply in replies {
+        reply.send(Err(StoreError::Closed));
+    }
+}
+
 /// Runs the works in one transaction, in queue order, merging consecutive publishes.
-/// Any database error rolls the whole group back.
+/// Any database error rolls the whole group back (and [`run`] then commits each alone).
 ///
 /// The transaction is opened and closed here with plain statements, not sqlx's
 /// `Transaction`, so that `BEGIN` travels with the group's first query and `COMMIT` with its

@@ -257,7 +257,7 @@ pub struct Config {
     pub escalation_secret: Option<SecretString>,
     /// `normal`, or `realtime`: the SQLite writer's threads run in Linux's realtime class, so
     /// a publish does not wait for a core behind a fan-out (needs `CAP_SYS_NICE` or
-    /// `RLIMIT_RTPRIO`). See [`Config::commit_priority`].
+    /// `RLIMIT_RTPRIO`). See [`Config::commit_priority()`].
     #[serde(deserialize_with = "text")]
     pub commit_priority: String,
 }

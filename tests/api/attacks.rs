@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::daemon::{configured, publish, token, with_file_limit, Daemon};
+use crate::daemon::{
+    configured, legitimate_user_gets_through, publish, token, with_file_limit, Daemon,
+};
 use crate::helpers::{Client, JWT_SECRET};
 
 /// Polls `condition` every 50 ms until it holds or `limit` passes; returns whether it held.
@@ -73,31 +75,6 @@ async fn assert_responsive(daemon: &Daemon) {
         .expect("/healthz answered within 2 s")
         .expect("/healthz request");
     assert_eq!(answer.status(), 200);
-}
-
-/// A user connects, and a notification published to them arrives.
-async fn legitimate_user_gets_through(daemon: &Daemon, user: &str) {
-    let url = format!(
-        "ws://127.0.0.1:{}/inform?token={}",
-        daemon.port,
-        token(user)
-    );
-    let mut client = Client::connect(&url, &[]).await.expect("handshake");
-    let welcome = client.next_of_type("welcome").await;
-    let http = reqwest::Client::new();
-    let answer: Value = publish(&http, daemon, &json!({"to": user, "kind": "reply"}))
-        .await
-        .json()
-        .await
-        .expect("publish answer");
-    // `warm` had a notification published just before connecting: see `next_notification`.
-    let frame = client.next_notification().await;
-    assert_eq!(frame["notification"]["id"], answer["ids"][0]);
-    assert_eq!(
-        frame["notification"]["seq"].as_i64(),
-        welcome["seq"].as_i64().map(|s| s + 1)
-    );
-    client.close().await;
 }
 
 /// A TCP connection to the daemon whose receive buffer is tiny, so that what the server sends

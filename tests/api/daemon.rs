@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::helpers::{JWT_SECRET, PUBLISH_KEY};
+use crate::helpers::{Client, JWT_SECRET, PUBLISH_KEY};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_informd");
 
@@ -241,4 +241,30 @@ pub async fn publish(http: &reqwest::Client, daemon: &Daemon, body: &Value) -> r
         .send()
         .await
         .expect("publish")
+}
+
+/// A user connects, and a notification published to them arrives.
+pub async fn legitimate_user_gets_through(daemon: &Daemon, user: &str) {
+    let url = format!(
+        "ws://127.0.0.1:{}/inform?token={}",
+        daemon.port,
+        token(user)
+    );
+    let mut client = Client::connect(&url, &[]).await.expect("handshake");
+    let welcome = client.next_of_type("welcome").await;
+    let http = reqwest::Client::new();
+    let answer: Value = publish(&http, daemon, &json!({"to": user, "kind": "reply"}))
+        .await
+        .json()
+        .await
+        .expect("publish answer");
+    // A notification published just before connecting may be announced as an `unread`
+    // frame first: see `next_notification`.
+    let frame = client.next_notification().await;
+    assert_eq!(frame["notification"]["id"], answer["ids"][0]);
+    assert_eq!(
+        frame["notification"]["seq"].as_i64(),
+        welcome["seq"].as_i64().map(|s| s + 1)
+    );
+    client.close().await;
 }

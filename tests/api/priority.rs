@@ -6,10 +6,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::json;
-
-use crate::daemon::{configured, configured_under, publish, refused_at_start, token, Daemon};
-use crate::helpers::{postgres_server, Client};
+use crate::daemon::{
+    configured, configured_under, legitimate_user_gets_through, refused_at_start, Daemon,
+};
+use crate::helpers::postgres_server;
 
 /// `SCHED_FIFO` in /proc's `policy` field.
 const FIFO: u32 = 1;
@@ -57,31 +57,11 @@ fn may_use_realtime() -> bool {
         .is_ok_and(|status| status.success())
 }
 
-/// A notification published to `user` reaches their session.
-async fn delivers(daemon: &Daemon, user: &str) {
-    let url = format!(
-        "ws://127.0.0.1:{}/inform?token={}",
-        daemon.port,
-        token(user)
-    );
-    let mut client = Client::connect(&url, &[]).await.expect("handshake");
-    client.next_of_type("welcome").await;
-    let answer = publish(
-        &reqwest::Client::new(),
-        daemon,
-        &json!({"to": user, "kind": "like"}),
-    )
-    .await;
-    assert_eq!(answer.status(), 200);
-    let frame = client.next_of_type("notification").await;
-    assert_eq!(frame["notification"]["kind"], "like");
-}
-
 #[tokio::test]
 async fn by_default_no_thread_is_realtime() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(configured(dir.path()));
-    delivers(&daemon, "7").await;
+    legitimate_user_gets_through(&daemon, "7").await;
     let threads = thread_policies(daemon.child.id());
     assert!(
         threads.iter().all(|(_, policy)| *policy != FIFO),
@@ -116,7 +96,7 @@ async fn realtime_moves_the_sqlite_writer_and_its_connection_and_nothing_else() 
         return;
     }
     let daemon = Daemon::start(command);
-    delivers(&daemon, "7").await;
+    legitimate_user_gets_through(&daemon, "7").await;
     assert_eq!(
         realtime_threads(daemon.child.id()),
         ["informd-writer", "sqlx-sqlite-wor"],
@@ -175,5 +155,5 @@ async fn realtime_without_the_privilege_is_refused_with_what_to_grant() {
     let mut command = unprivileged(dir.path());
     command.env("INFORMD_LISTEN", "127.0.0.1:0");
     let daemon = Daemon::start(command);
-    delivers(&daemon, "8").await;
+    legitimate_user_gets_through(&daemon, "8").await;
 }

@@ -1,10 +1,8 @@
 //! The client's commands: `read`, `subscribe`, `unsubscribe`, `refresh` and `ping`.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::time::Sleep;
-
+use super::deadlines::Deadlines;
 use super::{Exit, Session, MAX_READ_IDS, MAX_TOPICS};
 use crate::model::{check_topic, GLOBAL_TOPIC};
 use crate::protocol::{self, close, ClientFrame};
@@ -14,7 +12,7 @@ impl Session {
     pub(super) async fn client_frame(
         &mut self,
         frame: ClientFrame,
-        expiry: &mut Pin<Box<Sleep>>,
+        deadlines: &mut Deadlines,
     ) -> Result<(), Exit> {
         match frame {
             ClientFrame::Ping => {
@@ -24,7 +22,7 @@ impl Session {
             ClientFrame::Read { ids, up_to, all } => self.read(ids, up_to, all).await,
             ClientFrame::Subscribe { topic, since } => self.subscribe(topic, since).await,
             ClientFrame::Unsubscribe { topic } => self.unsubscribe(topic).await,
-            ClientFrame::Refresh { token } => self.refresh(&token, expiry).await,
+            ClientFrame::Refresh { token } => self.refresh(&token, deadlines).await,
         }
     }
 
@@ -136,7 +134,7 @@ impl Session {
         self.write(protocol::unsubscribed(&topic)).await
     }
 
-    async fn refresh(&mut self, token: &str, expiry: &mut Pin<Box<Sleep>>) -> Result<(), Exit> {
+    async fn refresh(&mut self, token: &str, deadlines: &mut Deadlines) -> Result<(), Exit> {
         let Some(current) = &self.identity else {
             return self
                 .error("anonymous", "reconnect with a token to become a user")
@@ -145,7 +143,7 @@ impl Session {
         match self.state.verifier.verify(token) {
             Ok(identity) if identity.user == current.user => {
                 self.identity = Some(identity);
-                expiry.as_mut().reset(self.expiry_instant());
+                deadlines.expire_at(self.token_expiry());
                 self.strikes = 0;
                 Ok(())
             }

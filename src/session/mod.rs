@@ -1,6 +1,6 @@
 //! One WebSocket session: a single async task per socket that `select!`s over the hub's queue
-//! for this session, the client's frames ([`crate::ws::WsConnection`]), the heartbeat and the
-//! token's expiry, stops when the hub kicks it (its queue closes; a write in progress gives
+//! for this session, the client's frames ([`crate::ws::WsConnection`]), and one timer for the
+//! heartbeat and the token's expiry ([`deadlines`]), stops when the hub kicks it (its queue closes; a write in progress gives
 //! up), then closes with a code that says what to do next.
 //!
 //! Ordering and resume: every stream the session receives (the user's notifications and each
@@ -25,26 +25,25 @@
 //! `unread` frame.
 
 mod commands;
+mod deadlines;
 mod replay;
 mod streams;
 mod threads;
 
 use std::num::NonZeroU32;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytestring::ByteString;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::time::{interval, sleep_until, Interval, MissedTickBehavior, Sleep};
-
-use crate::auth::{now_secs, Identity, MAX_TOKEN_LIFETIME};
+use crate::auth::{now_secs, Identity};
 use crate::hub::{Outbound, QueueReceiver, Registration, SessionId, SessionSignal};
 use crate::metrics::Metrics;
 use crate::protocol::{self, close, ClientFrame};
 use crate::state::AppState;
 use crate::ws::connection::ReadError;
 use crate::ws::{Inbound, WsConnection};
+use bytestring::ByteString;
+use deadlines::{Deadlines, Due};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use streams::{Position, Topics};
 pub use threads::SessionThreads;
 
@@ -225,11 +224,7 @@ impl Session {
     /// The main loop.
     async fn serve(&mut self, queue: QueueReceiver) -> Exit {
         let heartbeat = Duration::from_secs(self.state.config.heartbeat_secs);
-        let mut ticks: Interval = interval(heartbeat);
-        // A loop held up (a long replay) pings once afterwards, not once per missed tick.
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        ticks.reset();
-        let mut expiry: Pin<Box<Sleep>> = Box::pin(sleep_until(self.expiry_instant()));
+        let mut deadlines = Deadlines::new(heartbeat, self.token_expiry());
         // A kick needs no wait of its own here: the hub drops the queue of a session it kicks,
         // which ends this wait once the queue is empty, and every write checks the kick first
         // (`guarded`). The wait holds no state between turns (`hub::queue`), so it is made anew
@@ -246,11 +241,11 @@ impl Session {
                         Err(Exit::Close(code, kick_reason(code)))
                     }
                 },
-                frame = self.conn.recv() => self.inbound(frame, &mut expiry).await,
-                _ = ticks.tick() => self.heartbeat().await,
-                _ = &mut expiry, if self.identity.is_some() => {
-                    Err(Exit::Close(close::TOKEN_EXPIRED, "token expired"))
-                }
+                frame = self.conn.recv() => self.inbound(frame, &mut deadlines).await,
+                due = deadlines.due() => match due {
+                    Due::Heartbeat => self.heartbeat().await,
+                    Due::Expired => Err(Exit::Close(close::TOKEN_EXPIRED, "token expired")),
+                },
             };
             if let Err(exit) = result {
                 return exit;
@@ -258,14 +253,11 @@ impl Session {
         }
     }
 
-    /// When the token runs out (anonymous sessions: never, in practice).
-    fn expiry_instant(&self) -> tokio::time::Instant {
-        let remaining = self
-            .identity
+    /// When the token runs out; `None` for an anonymous session.
+    fn token_expiry(&self) -> Option<tokio::time::Instant> {
+        self.identity
             .as_ref()
-            .map(|i| i.expires_in(now_secs()))
-            .unwrap_or(MAX_TOKEN_LIFETIME);
-        tokio::time::Instant::now() + remaining
+            .map(|i| tokio::time::Instant::now() + i.expires_in(now_secs()))
     }
 
     /// Writes one frame (and anything buffered before it); see [`Session::guarded`].
@@ -409,7 +401,7 @@ impl Session {
     async fn inbound(
         &mut self,
         frame: Option<Result<Inbound, ReadError>>,
-        expiry: &mut Pin<Box<Sleep>>,
+        deadlines: &mut Deadlines,
     ) -> Result<(), Exit> {
         self.last_heard = Instant::now();
         let frame = match frame {
@@ -431,7 +423,7 @@ impl Session {
                         .await;
                 }
                 match ClientFrame::parse(&text) {
-                    Ok(frame) => Box::pin(self.client_frame(frame, expiry)).await,
+                    Ok(frame) => Box::pin(self.client_frame(frame, deadlines)).await,
                     Err(e) => self.error(e.code, &e.message).await,
                 }
             }

@@ -31,14 +31,12 @@ impl Deadlines {
     /// The first heartbeat one `every` from now.
     pub fn new(every: Duration, expires: Option<Instant>) -> Deadlines {
         let next_heartbeat = Instant::now() + every;
-        let mut deadlines = Deadlines {
+        Deadlines {
             every,
             next_heartbeat,
             expires,
-            timer: Box::pin(sleep_until(next_heartbeat)),
-        };
-        deadlines.rearm();
-        deadlines
+            timer: Box::pin(sleep_until(earlier(next_heartbeat, expires))),
+        }
     }
 
     /// Waits for the earlier deadline. A heartbeat schedules the next one an `every` after
@@ -63,11 +61,14 @@ impl Deadlines {
     }
 
     fn rearm(&mut self) {
-        let at = self.expires.map_or(self.next_heartbeat, |expires| {
-            expires.min(self.next_heartbeat)
-        });
+        let at = earlier(self.next_heartbeat, self.expires);
         self.timer.as_mut().reset(at);
     }
+}
+
+/// When the timer must fire: the heartbeat, or the expiry if there is one and it is sooner.
+fn earlier(heartbeat: Instant, expires: Option<Instant>) -> Instant {
+    expires.map_or(heartbeat, |expires| expires.min(heartbeat))
 }
 
 #[cfg(test)]

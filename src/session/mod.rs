@@ -1,7 +1,7 @@
 //! One WebSocket session: a single async task per socket that `select!`s over the hub's queue
 //! for this session, the client's frames ([`crate::ws::WsConnection`]), and one timer for the
-//! heartbeat and the token's expiry ([`deadlines`]), stops when the hub kicks it (its queue closes; a write in progress gives
-//! up), then closes with a code that says what to do next.
+//! heartbeat and the token's expiry ([`deadlines`]), stops when the hub kicks it (its queue
+//! closes; a write in progress gives up), then closes with a code that says what to do next.
 //!
 //! Ordering and resume: every stream the session receives (the user's notifications and each
 //! topic) carries a gapless `seq`. Per stream the session keeps a position

@@ -141,7 +141,8 @@ pub async fn start(
             });
         })
         .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-    // The thread answers before it does anything else; no answer means it died.
+    // The thread answers once its connection is open and migrated, or could not be; no
+    // answer means it died.
     opening.await.unwrap_or(Err(StoreError::Closed))
 }
 

@@ -34,6 +34,9 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytestring::ByteString;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
 use crate::auth::{now_secs, Identity};
 use crate::hub::{Outbound, QueueReceiver, Registration, SessionId, SessionSignal};
 use crate::metrics::Metrics;
@@ -41,9 +44,7 @@ use crate::protocol::{self, close, ClientFrame};
 use crate::state::AppState;
 use crate::ws::connection::ReadError;
 use crate::ws::{Inbound, WsConnection};
-use bytestring::ByteString;
 use deadlines::{Deadlines, Due};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use streams::{Position, Topics};
 pub use threads::SessionThreads;
 

@@ -107,7 +107,7 @@ async fn realtime_moves_the_sqlite_writer_and_its_connection_and_nothing_else() 
 /// `configured`, run by a user that may not use the realtime class: as `nobody` when the tests
 /// run as root, else with an `RLIMIT_RTPRIO` of 0.
 fn unprivileged(dir: &Path) -> Command {
-    if running_as_root() {
+    if nix::unistd::geteuid().is_root() {
         configured_under(
             dir,
             "setpriv",
@@ -116,17 +116,6 @@ fn unprivileged(dir: &Path) -> Command {
     } else {
         configured_under(dir, "prlimit", &["--rtprio=0:0"])
     }
-}
-
-/// Whether the tests run with user id 0 (`Uid:` in /proc/self/status: real, effective, …).
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            == Some("0")
-    })
 }
 
 #[tokio::test]
